@@ -1,0 +1,126 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Address sets: merged, sorted, immutable interval lists of one IP family.
+
+Selector sets, net lists and network sets all become :class:`AddrSet` objects.  Membership is a
+binary search; rendering emits the minimal list of CIDRs (netaddr does the range -> CIDR split),
+so an nft interval set never receives overlapping elements and identical input gives
+byte-identical output.
+"""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+from functools import lru_cache
+from typing import Iterable, List, Optional, Tuple
+
+import netaddr
+
+Interval = Tuple[int, int]
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_net(text: str) -> Tuple[int, int, int]:
+    """``"10.0.0.0/8"`` or ``"10.0.0.1"`` -> (family, first, last).  Input is already validated."""
+    net = ipaddress.ip_network(text, strict=False)
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+@lru_cache(maxsize=1 << 16)
+def parse_ip(text: str) -> Tuple[int, int]:
+    addr = ipaddress.ip_address(text)
+    return addr.version, int(addr)
+
+
+def family_of(text: str) -> int:
+    return 6 if ":" in text else 4
+
+
+def merge(intervals: Iterable[Interval]) -> Tuple[Interval, ...]:
+    out: List[List[int]] = []
+    for first, last in sorted(intervals):
+        if out and first <= out[-1][1] + 1:
+            if last > out[-1][1]:
+                out[-1][1] = last
+        else:
+            out.append([first, last])
+    return tuple((a, b) for a, b in out)
+
+
+class AddrSet:
+    """An immutable set of addresses of one family."""
+
+    __slots__ = ("family", "intervals", "_starts", "_hash")
+
+    def __init__(self, family: int, intervals: Iterable[Interval] = ()):
+        self.family = family
+        self.intervals = merge(intervals)
+        self._starts = [a for a, _ in self.intervals]
+        self._hash = hash((family, self.intervals))
+
+    @classmethod
+    def from_nets(cls, family: int, nets: Iterable[str]) -> "AddrSet":
+        ivs = []
+        for n in nets:
+            fam, a, b = parse_net(n)
+            if fam == family:
+                ivs.append((a, b))
+        return cls(family, ivs)
+
+    def __contains__(self, ip: int) -> bool:
+        i = bisect.bisect_right(self._starts, ip) - 1
+        return i >= 0 and self.intervals[i][1] >= ip
+
+    def __bool__(self) -> bool:
+        return bool(self.intervals)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AddrSet) and self.family == other.family and self.intervals == other.intervals
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __repr__(self) -> str:
+        return "AddrSet(%d, %s)" % (self.family, ", ".join(self.elements()))
+
+    def union(self, other: "AddrSet") -> "AddrSet":
+        return AddrSet(self.family, self.intervals + other.intervals)
+
+    def count(self) -> int:
+        return len(self.intervals)
+
+    def is_everything(self) -> bool:
+        top = (1 << (32 if self.family == 4 else 128)) - 1
+        return self.intervals == ((0, top),)
+
+    def elements(self) -> List[str]:
+        """Minimal CIDR list, sorted by address."""
+        return _elements(self.family, self.intervals)
+
+    def first_address(self) -> Optional[str]:
+        if not self.intervals:
+            return None
+        return str(netaddr.IPAddress(self.intervals[0][0], self.family))
+
+
+@lru_cache(maxsize=1 << 14)
+def _elements(family: int, intervals: Tuple[Interval, ...]) -> List[str]:
+    out: List[str] = []
+    full = 32 if family == 4 else 128
+    for first, last in intervals:
+        if first == last:
+            out.append(str(netaddr.IPAddress(first, family)))
+            continue
+        for cidr in netaddr.iprange_to_cidrs(netaddr.IPAddress(first, family), netaddr.IPAddress(last, family)):
+            out.append(str(cidr.ip) if cidr.prefixlen == full else str(cidr))
+    return out
+
+
+def ip_to_int(text: str) -> Tuple[int, int]:
+    return parse_ip(text)
+
+
+def int_to_ip(family: int, value: int) -> str:
+    return str(netaddr.IPAddress(value, family))

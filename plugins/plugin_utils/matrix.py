@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The policy matrix: who may open a connection to which host, and why.
+
+Sources are all endpoints and network sets; destinations are all HostEndpoints with
+expectedIPs; columns are the probes.  A cell is the first packet of a new connection from the
+source's first address to the destination's first expectedIP of the same family: ``ingress`` is
+the destination host's verdict, ``egress`` the source host's own egress verdict when the source
+is a HostEndpoint (else None), and ``verdict`` is allow only if every stage allows.
+Schema: design.md "matrix.json".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ALLOW, DENY, Evaluator, Packet
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import WILDCARD, HostPlan, Model
+
+PROBE_SPORT = 43210
+ECHO_REQUEST = {4: 8, 6: 128}
+
+
+def first_address(net: str) -> str:
+    """The first usable address of a CIDR (the address itself for /32 and /128)."""
+    n = ipaddress.ip_network(net, strict=False)
+    if n.num_addresses <= 2:
+        return str(n.network_address)
+    return str(n.network_address + 1)
+
+
+class _Endpoint:
+    def __init__(self, name, kind, ips, obj):
+        self.name = name
+        self.kind = kind
+        self.ips = ips
+        self.obj = obj
+
+    def as_dict(self):
+        return {"name": self.name, "kind": self.kind, "ips": list(self.ips)}
+
+
+def matrix_endpoints(world: api.World) -> Tuple[List[_Endpoint], List[_Endpoint]]:
+    """(sources, destinations), each sorted by name."""
+    sources: List[_Endpoint] = []
+    dests: List[_Endpoint] = []
+    for hep in sorted(world.host_endpoints.values(), key=lambda h: h.name):
+        ep = _Endpoint("host/" + hep.name, api.HOST_ENDPOINT, list(hep.expected_ips), hep)
+        sources.append(ep)
+        if hep.expected_ips:
+            dests.append(ep)
+    for (ns, name), wep in sorted(world.workload_endpoints.items()):
+        sources.append(_Endpoint("%s/%s" % (ns, name), api.WORKLOAD_ENDPOINT, [first_address(n) for n in wep.ip_networks], wep))
+    for key, nset in sorted(world.network_sets.items(), key=lambda kv: (kv[0][1] or "", kv[0][2])):
+        name = ("netset/%s" % nset.name) if nset.namespace is None else "%s/%s" % (nset.namespace, nset.name)
+        sources.append(_Endpoint(name, nset.kind, [first_address(n) for n in nset.nets], nset))
+    sources.sort(key=lambda e: e.name)
+    return sources, dests
+
+
+def probe_packet(src_ip: str, dst_ip: str, probe: Dict) -> Packet:
+    proto = api.PROTOCOL_NUMBERS[probe["protocol"]]
+    family = 6 if ":" in dst_ip else 4
+    if proto in (1, 58):
+        return Packet(src_ip, dst_ip, proto, icmp_type=ECHO_REQUEST[family], icmp_code=0)
+    return Packet(src_ip, dst_ip, proto, sport=PROBE_SPORT, dport=int(probe["port"]))
+
+
+def probe_label(probe: Dict) -> str:
+    if probe.get("port") is None:
+        return probe["protocol"]
+    return "%s/%s" % (probe["protocol"], probe["port"])
+
+
+class MatrixBuilder:
+    def __init__(self, model: Model, hosts_of_node: Optional[Dict[str, str]] = None):
+        self.model = model
+        self.evaluator = Evaluator(model)
+        self.hosts_of_node = hosts_of_node or {}
+        self._plans: Dict[str, Optional[HostPlan]] = {}
+
+    def plan_of_node(self, node: str) -> Optional[HostPlan]:
+        if node not in self._plans:
+            host = self.hosts_of_node.get(node, node)
+            plan = self.model.host_plan(host)
+            if plan is None and host != node:
+                plan = self.model.host_plan(node)
+            self._plans[node] = plan
+        return self._plans[node]
+
+    @staticmethod
+    def _iface(hep: api.HostEndpoint) -> str:
+        return hep.interface_name if hep.interface_name and hep.interface_name != WILDCARD else WILDCARD
+
+    def cell(self, src: _Endpoint, dst: _Endpoint, probe: Dict) -> Optional[Dict]:
+        if not src.ips:
+            return None
+        src_ip = src.ips[0]
+        fam = 6 if ":" in src_ip else 4
+        dst_ips = [ip for ip in dst.ips if (":" in ip) == (fam == 6)]
+        if not dst_ips:
+            return None
+        dst_ip = dst_ips[0]
+        if probe["protocol"] == "ICMP" and fam == 6 or probe["protocol"] == "ICMPv6" and fam == 4:
+            return None
+        pkt = probe_packet(src_ip, dst_ip, probe)
+        dhep = dst.obj
+        dplan = self.plan_of_node(dhep.node)
+        in_iface = self._iface(dhep)
+        egress = None
+        if src.kind == api.HOST_ENDPOINT:
+            shep = src.obj
+            if shep.node == dhep.node:
+                in_iface = "lo"
+                out_iface = "lo"
+            else:
+                out_iface = self._iface(shep)
+            splan = self.plan_of_node(shep.node)
+            if splan is not None:
+                egress = self.evaluator.output(splan, out_iface, pkt)
+        elif src.kind == api.WORKLOAD_ENDPOINT and src.obj.node and src.obj.node == dhep.node and dplan is not None:
+            in_iface = src.obj.interface_name or (dplan.felix.interface_prefixes[0] + "0")
+        if dplan is None:
+            ingress_v = None
+        else:
+            ingress_v = self.evaluator.input(dplan, in_iface, pkt)
+        stages = []
+        if egress is not None:
+            stages.append(("egress", egress))
+        if ingress_v is not None:
+            stages.append(("ingress", ingress_v))
+        denied = [(n, v) for n, v in stages if v.verdict == DENY]
+        if denied:
+            verdict = DENY
+            reason = "%s: %s" % (denied[0][0], denied[0][1].reason)
+        else:
+            verdict = ALLOW
+            reason = "; ".join("%s: %s" % (n, v.reason) for n, v in reversed(stages)) or "no host endpoint policy"
+        return {"source": src.name, "destination": dst.name, "protocol": probe["protocol"],
+                "port": probe.get("port"), "verdict": verdict,
+                "ingress": ingress_v.as_dict() if ingress_v is not None else None,
+                "egress": egress.as_dict() if egress is not None else None,
+                "reason": reason}
+
+    def build(self, probes: Sequence[Dict]) -> Dict:
+        sources, dests = matrix_endpoints(self.model.world)
+        cells = []
+        for src in sources:
+            for dst in dests:
+                if src is dst:
+                    continue
+                for probe in probes:
+                    c = self.cell(src, dst, probe)
+                    if c is not None:
+                        cells.append(c)
+        all_eps = {e.name: e for e in sources}
+        return {"probes": [dict(p) for p in probes],
+                "endpoints": [e.as_dict() for e in sorted(all_eps.values(), key=lambda e: e.name)],
+                "cells": cells}
+
+
+def to_markdown(matrix: Dict) -> str:
+    """Sources as rows, destination x probe as columns, numbered reasons below the table."""
+    probes = matrix["probes"]
+    dests = sorted({c["destination"] for c in matrix["cells"]})
+    sources = sorted({c["source"] for c in matrix["cells"]})
+    by_key = {(c["source"], c["destination"], c["protocol"], c["port"]): c for c in matrix["cells"]}
+    reasons: Dict[str, int] = {}
+    cols = [(d, p) for d in dests for p in probes]
+    lines = ["# hostfw policy matrix", "",
+             "Rows are traffic sources, columns destination host endpoints and probes. "
+             "`allow`/`DENY` is the verdict for the first packet of a new connection; [n] is the reason below.", ""]
+    lines.append("| source | " + " | ".join("%s %s" % (d, probe_label(p)) for d, p in cols) + " |")
+    lines.append("|---|" + "---|" * len(cols))
+    for s in sources:
+        row = []
+        for d, p in cols:
+            c = by_key.get((s, d, p["protocol"], p.get("port")))
+            if c is None:
+                row.append("")
+                continue
+            n = reasons.setdefault(c["reason"], len(reasons) + 1)
+            row.append("%s [%d]" % ("allow" if c["verdict"] == ALLOW else "DENY", n))
+        lines.append("| %s | %s |" % (s, " | ".join(row)))
+    lines.append("")
+    lines.append("Reasons:")
+    lines.append("")
+    for text, n in sorted(reasons.items(), key=lambda kv: kv[1]):
+        lines.append("%d. %s" % (n, text))
+    return "\n".join(lines) + "\n"

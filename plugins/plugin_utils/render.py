@@ -1,0 +1,549 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""nftables rendering: a :class:`~model.HostPlan` -> the text of ``table inet hostfw``.
+
+The plan is first turned into a small intermediate form (:class:`Table`: named sets and chains
+of ``(expression, comment)`` rules), which a Jinja2 template prints.  Layout (calico-semantics 7,
+design.md "Rendering principles"):
+
+* base chains ``raw-prerouting``/``raw-output`` (priority raw: clear our mark bits, doNotTrack
+  dispatch), ``mangle-prerouting`` (priority mangle: preDNAT dispatch), ``filter-input``,
+  ``filter-output``, ``filter-forward`` (priority filter) and ``mangle-postrouting`` (priority
+  mangle: egress policy of DNAT'd host traffic); all ``policy accept``: we only ever drop traffic
+  of host-endpoint interfaces, and interfaces without an endpoint are not touched;
+* interface dispatch through verdict maps; the ``*`` endpoint is the default branch;
+* one chain per endpoint, class and direction: conntrack, failsafes, tiers, profiles, drop;
+* one chain per policy, direction and mode, shared by every endpoint that uses it; Allow and
+  Deny are direct verdicts, Pass sets the pass bit and returns (the endpoint chain skips the rest
+  of the tier), Log logs (rate-limited) and continues;
+* selectors, net lists and named ports are named sets shared by every rule that uses them.
+
+Mark bits (``meta mark``): ACCEPT carries an Allow of doNotTrack/preDNAT policy to later hooks
+(and the Allow of an applyOnForward ingress chain to the forward egress half); PASS implements
+Pass; FWD tells postrouting that a packet was forwarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import jinja2
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
+    EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, AddrRef, CompiledRule, EndpointPlan, HostPlan,
+    Match, Model, NamedPortRef, Side, TierPlan)
+
+TABLE = "hostfw"
+MARK_ACCEPT = 0x10000
+MARK_PASS = 0x20000
+MARK_FWD = 0x40000
+MARK_ALL = MARK_ACCEPT | MARK_PASS | MARK_FWD
+MASK_32 = 0xFFFFFFFF
+
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+PORT_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
+DEFAULT_LOG_LIMIT = "10/second burst 20 packets"
+
+# Policy chain modes: how Allow is rendered in each class.
+MODE_FILTER = "filter"
+MODE_FORWARD = "forward"
+MODE_RAW = "raw"
+MODE_MANGLE = "mangle"
+MODE_PREFIX = {MODE_FILTER: "", MODE_FORWARD: "fwd-", MODE_RAW: "raw-", MODE_MANGLE: "pre-"}
+CLASS_MODE = {NORMAL: MODE_FILTER, FORWARD: MODE_FORWARD, UNTRACKED: MODE_RAW, PREDNAT: MODE_MANGLE}
+DIR_SHORT = {INGRESS: "in", EGRESS: "out"}
+
+
+def _mark(bits: int) -> str:
+    return "0x%08x" % bits
+
+
+def _clear(bits: int) -> str:
+    return "meta mark set meta mark & %s" % _mark(MASK_32 & ~bits)
+
+
+def comment(text: str) -> str:
+    """An nft comment: no double quotes, at most 128 bytes."""
+    text = text.replace('"', "'").replace("\n", " ")
+    raw = text.encode("utf-8")
+    if len(raw) > 127:
+        text = raw[:124].decode("utf-8", "ignore") + "..."
+    return text
+
+
+@dataclass
+class NftSet:
+    name: str
+    type: str
+    interval: bool
+    comment: str
+    elements: List[str]
+
+
+@dataclass
+class NftRule:
+    expr: str
+    comment: Optional[str] = None
+
+
+@dataclass
+class NftChain:
+    name: str
+    hook: Optional[str] = None  # "type filter hook input priority filter; policy accept;"
+    comment: Optional[str] = None
+    rules: List[NftRule] = field(default_factory=list)
+
+    def add(self, expr: str, note: Optional[str] = None) -> None:
+        self.rules.append(NftRule(expr, comment(note) if note else None))
+
+
+@dataclass
+class Table:
+    header: List[str]
+    sets: List[NftSet]
+    chains: List[NftChain]
+
+
+TEMPLATE = """\
+{% for line in table.header -%}
+# {{ line }}
+{% endfor -%}
+table inet {{ name }}
+delete table inet {{ name }}
+table inet {{ name }} {
+{%- for s in table.sets %}
+	set {{ s.name }} {
+		type {{ s.type }}
+{%- if s.interval %}
+		flags interval
+{%- endif %}
+		comment "{{ s.comment }}"
+{%- if s.elements %}
+		elements = {
+{%- for e in s.elements %}
+			{{ e }}{{ "," if not loop.last }}
+{%- endfor %}
+		}
+{%- endif %}
+	}
+{% endfor %}
+{%- for c in table.chains %}
+	chain {{ c.name }} {
+{%- if c.comment %}
+		comment "{{ c.comment }}"
+{%- endif %}
+{%- if c.hook %}
+		{{ c.hook }}
+{%- endif %}
+{%- for r in c.rules %}
+		{{ r.expr }}{% if r.comment %} comment "{{ r.comment }}"{% endif %}
+{%- endfor %}
+	}
+{% endfor -%}
+}
+"""
+
+_ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+_TEMPLATE = _ENV.from_string(TEMPLATE)
+
+
+class Renderer:
+    """Renders host plans of one model.  Shares policy-chain and set text across hosts."""
+
+    def __init__(self, model: Model):
+        self.model = model
+        self._body_cache: Dict[Tuple, Tuple[List[NftSet], List[NftChain], List[str]]] = {}
+
+    # -- public -----------------------------------------------------------------------------
+
+    def render(self, plan: HostPlan) -> str:
+        return _TEMPLATE.render(table=self.table(plan), name=TABLE)
+
+    def table(self, plan: HostPlan) -> Table:
+        key = plan.signature()
+        hit = self._body_cache.get(key)
+        if hit is None:
+            hit = _HostRenderer(self.model, plan).build()
+            self._body_cache[key] = hit
+        sets, chains, summary = hit
+        header = ["hostfw.nftables: the firewall of host %s (node %s). Generated; do not edit." % (plan.host, plan.node),
+                  "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
+        header += summary
+        return Table(header, sets, chains)
+
+
+class _HostRenderer:
+    def __init__(self, model: Model, plan: HostPlan):
+        self.model = model
+        self.plan = plan
+        self.felix = plan.felix
+        self.sets: Dict[str, NftSet] = {}
+        self.policy_chains: Dict[str, NftChain] = {}
+        self.profile_chains: Dict[str, NftChain] = {}
+        self.endpoint_chains: List[NftChain] = []
+        self.built_endpoint_chains = set()
+        self.uses_accept_mark = False
+
+    # -- sets -------------------------------------------------------------------------------
+
+    def _addr(self, ref: AddrRef, family: int) -> str:
+        if ref.name is None:
+            return ref.addrs.elements()[0]
+        if ref.name not in self.sets:
+            self.sets[ref.name] = NftSet(ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", True,
+                                         comment(ref.comment), ref.addrs.elements())
+        return "@" + ref.name
+
+    def _named(self, ref: NamedPortRef) -> str:
+        if ref.name not in self.sets:
+            from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import int_to_ip
+            elems = sorted(ref.members)
+            self.sets[ref.name] = NftSet(
+                ref.name, "%s . inet_proto . inet_service" % ("ipv4_addr" if ref.family == 4 else "ipv6_addr"),
+                False, comment(ref.comment),
+                ["%s . %s . %d" % (int_to_ip(ref.family, ip), PROTO_NAMES.get(proto, str(proto)), port)
+                 for ip, proto, port in elems])
+        return "@" + ref.name
+
+    # -- rule expressions ---------------------------------------------------------------------
+
+    @staticmethod
+    def _ports(ranges) -> str:
+        items = [str(r) for r in ranges]
+        return items[0] if len(items) == 1 else "{ %s }" % ", ".join(items)
+
+    def _side_alternatives(self, side: Side, family: Optional[int], protocol: Optional[int], which: str) -> List[List[str]]:
+        """Expressions for one side; several alternatives when numeric and named ports are OR-ed."""
+        ipk = "ip" if family == 4 else "ip6"
+        addr = "%s %saddr" % (ipk, "s" if which == "src" else "d")
+        port_field = "sport" if which == "src" else "dport"
+        base: List[str] = []
+        if side.nets is not None:
+            base.append("%s %s" % (addr, self._addr(side.nets, family)))
+        if side.sel is not None:
+            base.append("%s %s" % (addr, self._addr(side.sel, family)))
+        neg: List[str] = []
+        pname = PORT_PROTO_NAMES.get(protocol, "th")
+        if side.not_ports:
+            neg.append("%s %s != %s" % (pname, port_field, self._ports(side.not_ports)))
+        if side.not_named is not None:
+            neg.append("%s . meta l4proto . th %s != %s" % (addr, port_field, self._named(side.not_named)))
+        if side.not_nets is not None:
+            neg.append("%s != %s" % (addr, self._addr(side.not_nets, family)))
+        if side.not_sel is not None:
+            neg.append("%s != %s" % (addr, self._addr(side.not_sel, family)))
+        if not side.ports and side.named is None:
+            return [base + neg]
+        alts = []
+        if side.ports:
+            alts.append(base + ["%s %s %s" % (pname, port_field, self._ports(side.ports))] + neg)
+        if side.named is not None:
+            extra = ["%s %s != %s" % (pname, port_field, self._ports(side.ports))] if side.ports else []
+            alts.append(base + ["%s . meta l4proto . th %s %s" % (addr, port_field, self._named(side.named))]
+                        + extra + neg)
+        return alts
+
+    def match_exprs(self, m: Match) -> List[str]:
+        """One or more nft match expressions (OR-ed) for a rule variant."""
+        head: List[str] = []
+        if m.protocol is not None:
+            head.append("meta l4proto %s" % PROTO_NAMES.get(m.protocol, str(m.protocol)))
+        if m.not_protocol is not None:
+            head.append("meta l4proto != %s" % PROTO_NAMES.get(m.not_protocol, str(m.not_protocol)))
+        icmp: List[str] = []
+        icmpk = "icmpv6" if (m.protocol == 58 or m.family == 6) else "icmp"
+        if m.icmp is not None and m.icmp.type is not None:
+            icmp.append("%s type %d" % (icmpk, m.icmp.type))
+            if m.icmp.code is not None:
+                icmp.append("%s code %d" % (icmpk, m.icmp.code))
+        if m.not_icmp is not None and m.not_icmp.type is not None:
+            if m.not_icmp.code is None:
+                icmp.append("%s type != %d" % (icmpk, m.not_icmp.type))
+            else:
+                icmp.append("%s type . %s code != { %d . %d }" % (icmpk, icmpk, m.not_icmp.type, m.not_icmp.code))
+        out = []
+        for s in self._side_alternatives(m.src, m.family, m.protocol, "src"):
+            for d in self._side_alternatives(m.dst, m.family, m.protocol, "dst"):
+                parts = head + s + d + icmp
+                if m.family is not None and not (m.src.has_addresses or m.dst.has_addresses):
+                    parts.insert(0, "meta nfproto ipv%d" % m.family)
+                out.append(" ".join(parts))
+        return out
+
+    def _log(self, owner: str) -> str:
+        prefix = self.felix.log_prefix
+        tier, _, name = owner.partition("/")
+        if "%" in prefix:
+            prefix = (prefix.replace("%t", tier).replace("%k", "gnp").replace("%n", name).replace("%p", name))
+        else:
+            prefix = "%s %s" % (prefix, owner)
+        prefix = comment(prefix + ": ")[:120]
+        limit = self.felix.log_action_rate_limit or DEFAULT_LOG_LIMIT
+        if self.felix.log_action_rate_limit and self.felix.log_action_rate_limit_burst:
+            limit = "%s burst %d packets" % (limit, self.felix.log_action_rate_limit_burst)
+        return 'limit rate %s log prefix "%s" level info' % (limit, prefix)
+
+    def _verdict(self, action: str, mode: str, owner: str) -> str:
+        if action == "Deny":
+            return "counter drop"
+        if action == "Pass":
+            return "counter meta mark set meta mark | %s return" % _mark(MARK_PASS)
+        if action == "Log":
+            return "counter " + self._log(owner)
+        # Allow
+        if mode == MODE_FILTER:
+            return "counter accept"
+        if mode == MODE_FORWARD:
+            return "counter meta mark set meta mark | %s return" % _mark(MARK_ACCEPT)
+        if mode == MODE_RAW:
+            return "counter notrack meta mark set meta mark | %s accept" % _mark(MARK_ACCEPT)
+        return "counter meta mark set meta mark | %s accept" % _mark(MARK_ACCEPT)
+
+    def _rule_lines(self, chain: NftChain, rule: CompiledRule, mode: str, note: str) -> None:
+        verdict = self._verdict(rule.action, mode, rule.owner)
+        if not rule.variants:
+            chain.rules.append(NftRule("# " + comment(note + ": omitted, it matches no IP family")))
+            return
+        text = note
+        if rule.annotations:
+            text += " " + "; ".join("%s=%s" % kv for kv in rule.annotations)
+        for m in rule.variants:
+            for expr in self.match_exprs(m):
+                chain.add((expr + " " + verdict).strip(), text)
+
+    # -- chains -------------------------------------------------------------------------------
+
+    def policy_chain(self, policy: api.Policy, direction: str, mode: str) -> str:
+        name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
+        if name in self.policy_chains:
+            return name
+        chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
+            policy.tier, policy.name, direction, {MODE_FILTER: "normal", MODE_FORWARD: "applyOnForward",
+                                                  MODE_RAW: "doNotTrack", MODE_MANGLE: "preDNAT"}[mode])))
+        for rule in self.model.policy_rules(policy, direction):
+            self._rule_lines(chain, rule, mode, "%s/%s %s[%d] %s" % (policy.tier, policy.name, direction,
+                                                                     rule.index, rule.action))
+        self.policy_chains[name] = chain
+        return name
+
+    def profile_chain(self, profile: api.Profile, direction: str) -> str:
+        name = "prof-%s/%s" % (DIR_SHORT[direction], profile.name)
+        if name in self.profile_chains:
+            return name
+        chain = NftChain(name, comment=comment("profile %s %s" % (profile.name, direction)))
+        for rule in self.model.profile_rules(profile, direction):
+            if rule.action == "Pass":
+                # In a profile, Pass goes on with the next profile: a plain return.
+                for m in rule.variants:
+                    for expr in self.match_exprs(m):
+                        chain.add(expr + " counter return", "profile %s %s[%d] Pass" % (profile.name, direction,
+                                                                                        rule.index))
+                continue
+            self._rule_lines(chain, rule, MODE_FILTER, "profile %s %s[%d] %s" % (profile.name, direction,
+                                                                                 rule.index, rule.action))
+        self.profile_chains[name] = chain
+        return name
+
+    def _uses_pass(self, tp: TierPlan, direction: str) -> bool:
+        return any(r.action == "Pass" for p in tp.policies for r in self.model.policy_rules(p, direction))
+
+    def _tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
+        mode = CLASS_MODE[cls]
+        for tp in ep.tiers_for(cls, direction):
+            guarded = self._uses_pass(tp, direction)
+            guard = "meta mark & %s == 0 " % _mark(MARK_PASS) if guarded else ""
+            if guarded:
+                chain.add(_clear(MARK_PASS), "start of tier %s" % tp.name)
+            for p in tp.policies:
+                target = self.policy_chain(p, direction, mode)
+                chain.add("%sjump %s" % (guard, target), "tier %s policy %s" % (tp.name, p.name))
+                if mode == MODE_FORWARD:
+                    chain.add("meta mark & %s == %s return" % (_mark(MARK_ACCEPT), _mark(MARK_ACCEPT)),
+                              "policy %s allowed" % p.name)
+            if tp.default_action == "Deny":
+                chain.add("%scounter drop" % guard, "end of tier %s (defaultAction Deny)" % tp.name)
+
+    def _failsafe(self, chain: NftChain, entries, port_field: str, net_field: str, what: str) -> None:
+        plain = [e for e in entries if e.net is None]
+        if plain:
+            name = "failsafe_%s_%s" % ("in" if what.startswith("inbound") else "out", port_field)
+            if name not in self.sets:
+                self.sets[name] = NftSet(name, "inet_proto . inet_service", False,
+                                         comment("failsafe %s (%s)" % (what, ", ".join(str(e) for e in plain))),
+                                         ["%s . %d" % (e.protocol, e.port) for e in plain])
+            chain.add("meta l4proto . th %s @%s accept" % (port_field, name), "failsafe %s" % what)
+        for e in entries:
+            if e.net is None:
+                continue
+            ipk = "ip6" if ":" in e.net else "ip"
+            chain.add("%s %s %s %s %s %d accept" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
+                      "failsafe %s %s" % (what, e))
+
+    def _conntrack(self, chain: NftChain) -> None:
+        chain.add("ct state established,related accept", "established or related connection")
+        if not self.felix.disable_conntrack_invalid_check:
+            chain.add("ct state invalid drop", "conntrack state invalid")
+
+    def endpoint_chain(self, ep: EndpointPlan, cls: str, direction: str) -> str:
+        prefix = {NORMAL: "hep", FORWARD: "hep-fwd", UNTRACKED: "hep-raw", PREDNAT: "hep-pre"}[cls]
+        name = "%s-%s-%s" % (prefix, DIR_SHORT[direction], ep.chain_id)
+        if name in self.built_endpoint_chains:
+            return name
+        self.built_endpoint_chains.add(name)
+        where = "interface %s" % ep.iface if ep.iface != WILDCARD else "all interfaces (*)"
+        chain = NftChain(name, comment=comment("host endpoint %s, %s, %s %s" % (
+            ep.hep.name, where, {NORMAL: "normal", FORWARD: "forwarded", UNTRACKED: "doNotTrack",
+                                 PREDNAT: "preDNAT"}[cls], direction)))
+        fin, fout = self.felix.failsafe_inbound, self.felix.failsafe_outbound
+        if cls == UNTRACKED:
+            if direction == INGRESS:
+                self._failsafe(chain, fin, "dport", "saddr", "inbound")
+                self._failsafe(chain, fout, "sport", "saddr", "outbound (replies)")
+            else:
+                self._failsafe(chain, fout, "dport", "daddr", "outbound")
+                self._failsafe(chain, fin, "sport", "daddr", "inbound (replies)")
+            self._tiers(chain, ep, cls, direction)
+        elif cls == PREDNAT:
+            if not self.felix.disable_conntrack_invalid_check:
+                chain.add("ct state invalid drop", "conntrack state invalid")
+            self._failsafe(chain, fin, "dport", "saddr", "inbound")
+            self._tiers(chain, ep, cls, direction)
+        elif cls == FORWARD:
+            self._conntrack(chain)
+            if ep.has_forward_tiers:
+                chain.add(_clear(MARK_ACCEPT | MARK_PASS), "clear verdict bits")
+                self._tiers(chain, ep, cls, direction)
+            else:
+                chain.rules.append(NftRule("# no applyOnForward policy: forwarded traffic allowed"))
+        else:
+            self._conntrack(chain)
+            if direction == INGRESS:
+                self._failsafe(chain, fin, "dport", "saddr", "inbound")
+            else:
+                self._failsafe(chain, fout, "dport", "daddr", "outbound")
+            self._tiers(chain, ep, cls, direction)
+            for prof in ep.profiles:
+                chain.add("jump %s" % self.profile_chain(prof, direction), "profile %s" % prof.name)
+            if ep.profiles:
+                why = "no profile allowed: default deny of host endpoint %s" % ep.hep.name
+            elif ep.tiers_for(NORMAL, direction):
+                why = "tiers passed and no profile: default deny of host endpoint %s" % ep.hep.name
+            else:
+                why = "no policy and no profile: default deny of host endpoint %s" % ep.hep.name
+            chain.add("counter drop", why)
+        self.endpoint_chains.append(chain)
+        return name
+
+    def _dispatch(self, chain: NftChain, key: str, cls: str, direction: str, verb: str, *, wildcard: bool = True,
+                  missing: str = "accept", cond: str = "") -> None:
+        """Interface dispatch: a verdict map over named endpoints, then the "*" endpoint."""
+        entries = []
+        for ep in self.plan.named():
+            if ep.tiers_for(cls, direction) or cls in (NORMAL, FORWARD):
+                entries.append('"%s" : %s %s' % (ep.iface, verb, self.endpoint_chain(ep, cls, direction)))
+            elif wildcard and self.plan.wildcard is not None and self.plan.wildcard.tiers_for(cls, direction):
+                entries.append('"%s" : %s' % (ep.iface, missing))
+        if entries:
+            chain.add("%s%sname vmap { %s }" % (cond, key, ", ".join(entries)), "named host endpoints")
+        wc = self.plan.wildcard
+        if wildcard and wc is not None and (wc.tiers_for(cls, direction) or cls in (NORMAL, FORWARD)):
+            chain.add("%s%s %s" % (cond, verb, self.endpoint_chain(wc, cls, direction)),
+                      "all-interfaces host endpoint %s" % wc.hep.name)
+
+    # -- the table ---------------------------------------------------------------------------
+
+    def build(self):
+        plan = self.plan
+        eps = plan.endpoints
+        has_raw = {d: any(ep.tiers_for(UNTRACKED, d) for ep in plan.named()) for d in (INGRESS, EGRESS)}
+        has_pre = any(ep.tiers_for(PREDNAT, INGRESS) for ep in eps)
+        prefixes = plan.felix.interface_prefixes
+        base: List[NftChain] = []
+
+        raw_pre = NftChain("raw-prerouting", "type filter hook prerouting priority raw; policy accept;")
+        raw_pre.add(_clear(MARK_ALL), "clear hostfw mark bits")
+        if has_raw[INGRESS]:
+            for p in prefixes:
+                raw_pre.add('iifname "%s*" return' % p, "workload interface: no host endpoint")
+            self._dispatch(raw_pre, "iif", UNTRACKED, INGRESS, "goto", wildcard=False)
+        base.append(raw_pre)
+
+        raw_out = NftChain("raw-output", "type filter hook output priority raw; policy accept;")
+        raw_out.add(_clear(MARK_ALL), "clear hostfw mark bits")
+        if has_raw[EGRESS]:
+            self._dispatch(raw_out, "oif", UNTRACKED, EGRESS, "goto", wildcard=False)
+        base.append(raw_out)
+
+        if has_pre:
+            mangle = NftChain("mangle-prerouting", "type filter hook prerouting priority mangle; policy accept;")
+            mangle.add("ct state established,related accept", "established or related connection")
+            if has_raw[INGRESS]:
+                mangle.add("meta mark & %s == %s accept" % (_mark(MARK_ACCEPT), _mark(MARK_ACCEPT)),
+                           "allowed by doNotTrack policy")
+            self._dispatch(mangle, "iif", PREDNAT, INGRESS, "goto")
+            base.append(mangle)
+
+        inp = NftChain("filter-input", "type filter hook input priority filter; policy accept;")
+        action = {"Drop": "drop", "Accept": "accept", "Return": "return"}[plan.felix.default_endpoint_to_host_action]
+        for p in prefixes:
+            inp.add('iifname "%s*" %s' % (p, "counter " + action if action == "drop" else action),
+                    "workload to host: defaultEndpointToHostAction %s" % plan.felix.default_endpoint_to_host_action)
+        if has_raw[INGRESS] or has_pre:
+            inp.add("meta mark & %s == %s accept" % (_mark(MARK_ACCEPT), _mark(MARK_ACCEPT)),
+                    "allowed by doNotTrack or preDNAT policy")
+        self._dispatch(inp, "iif", NORMAL, INGRESS, "goto")
+        base.append(inp)
+
+        out = NftChain("filter-output", "type filter hook output priority filter; policy accept;")
+        if has_raw[EGRESS]:
+            out.add("meta mark & %s == %s accept" % (_mark(MARK_ACCEPT), _mark(MARK_ACCEPT)),
+                    "allowed by doNotTrack policy")
+        for p in prefixes:
+            out.add('oifname "%s*" accept' % p, "host to local workload: always allowed")
+        out.add("ct status dnat return", "DNAT'd host traffic: egress policy runs at postrouting")
+        self._dispatch(out, "oif", NORMAL, EGRESS, "goto")
+        base.append(out)
+
+        fwd = NftChain("filter-forward", "type filter hook forward priority filter; policy accept;")
+        fwd.add("meta mark set meta mark | %s" % _mark(MARK_FWD), "forwarded: no host egress policy at postrouting")
+        din = NftChain("fwd-in-dispatch", comment="forwarded traffic: ingress half, by input interface")
+        self._dispatch(din, "iif", FORWARD, INGRESS, "goto", missing="return")
+        dout = NftChain("fwd-out-dispatch", comment="forwarded traffic: egress half, by output interface")
+        self._dispatch(dout, "oif", FORWARD, EGRESS, "goto", missing="return")
+        accept_guard = "meta mark & %s == 0 " % _mark(MARK_ACCEPT) if (has_raw[INGRESS] or has_pre) else ""
+        fwd.add("%sjump fwd-in-dispatch" % accept_guard, "not yet allowed by doNotTrack/preDNAT policy")
+        fwd.add("jump fwd-out-dispatch")
+        base.append(fwd)
+
+        post = NftChain("mangle-postrouting", "type filter hook postrouting priority mangle; policy accept;")
+        post.add("meta mark & %s != 0 return" % _mark(MARK_FWD | MARK_ACCEPT), "forwarded, or allowed by doNotTrack")
+        post.add("ct status & dnat == 0 return", "only DNAT'd host traffic is checked here")
+        for p in prefixes:
+            post.add('oifname "%s*" return' % p, "host to local workload: always allowed")
+        self._dispatch(post, "oif", NORMAL, EGRESS, "goto")
+        base.append(post)
+
+        chains = base + [din, dout] + self.endpoint_chains + list(self.profile_chains.values()) \
+            + list(self.policy_chains.values())
+        sets = [self.sets[k] for k in sorted(self.sets)]
+        summary = self._summary()
+        return sets, chains, summary
+
+    def _summary(self) -> List[str]:
+        lines = []
+        for ep in self.plan.endpoints:
+            where = ep.iface if ep.iface != WILDCARD else "* (all interfaces, including lo)"
+            lines.append("endpoint %s on %s" % (ep.hep.name, where))
+            for (cls, direction), tiers in ep.tiers:
+                pols = ", ".join("%s/%s" % (t.name, p.name) for t in tiers for p in t.policies)
+                lines.append("  %s %s: %s" % (cls, direction, pols))
+            if ep.profiles:
+                lines.append("  profiles: %s" % ", ".join(p.name for p in ep.profiles))
+        fin = ",".join(str(e) for e in self.felix.failsafe_inbound) or "none"
+        fout = ",".join(str(e) for e in self.felix.failsafe_outbound) or "none"
+        lines.append("failsafe inbound: %s" % fin)
+        lines.append("failsafe outbound: %s" % fout)
+        return lines
