@@ -208,7 +208,7 @@ class _SimpleInventory:
         self.probes = probes
         self.hosts_of_node = {}
         for host, node in sorted(nodes.items()):
-            self.hosts_of_node.setdefault(node, host)
+            self.hosts_of_node.setdefault(node, []).append(host)
 
 
 __all__ = ["Compilation", "compile_inventory", "compile_documents", "Proof", "NORMAL", "UNTRACKED", "PREDNAT"]

@@ -84,7 +84,8 @@ class MatrixBuilder:
 
     def plan_of_node(self, node: str) -> Optional[HostPlan]:
         if node not in self._plans:
-            host = self.hosts_of_node.get(node, node)
+            hosts = self.hosts_of_node.get(node) or [node]
+            host = sorted(hosts)[0] if isinstance(hosts, (list, tuple)) else hosts
             plan = self.model.host_plan(host)
             if plan is None and host != node:
                 plan = self.model.host_plan(node)

@@ -425,6 +425,10 @@ class _HostRenderer:
             else:
                 self._failsafe(chain, fout, "dport", "daddr", "outbound")
             self._tiers(chain, ep, cls, direction)
+            if chain.rules and chain.rules[-1].expr == "counter drop":
+                # The last tier ends in an unconditional drop: profiles are unreachable.
+                self.endpoint_chains.append(chain)
+                return name
             for prof in ep.profiles:
                 chain.add("jump %s" % self.profile_chain(prof, direction), "profile %s" % prof.name)
             if ep.profiles:

@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This file documents the action plugin plugins/action/check_access.py, which runs on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: check_access
+short_description: Ask whether a host's compiled hostfw table accepts a new connection
+version_added: 1.0.0
+description:
+  - Runs on the controller only (an action plugin). Compiles the inventory (reusing the cache of the validated
+    policy world that M(hostfw.nftables.compile) filled in the same run) and evaluates one new connection against
+    the table of O(host) with Calico's semantics, without touching the host.
+  - The rollout role uses it to prove that the management connection Ansible uses stays open before it applies
+    a candidate.
+options:
+  host:
+    description: The inventory host whose table decides.
+    type: str
+    required: true
+  source:
+    description: Source address of the connection as the host sees it (an IP address literal).
+    type: str
+    required: true
+  destination:
+    description: The host's address the connection goes to (an IP address literal).
+    type: str
+    required: true
+  protocol:
+    description: Transport protocol.
+    type: str
+    choices: [TCP, UDP, SCTP]
+    default: TCP
+  port:
+    description: Destination port.
+    type: int
+    required: true
+  interface:
+    description:
+      - Interface the connection arrives on. Default is the interface of C(hostfw_interfaces) that holds
+        O(destination), else the host endpoint whose expectedIPs contain it, else the all-interfaces endpoint.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Never changes anything.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+seealso:
+  - module: hostfw.nftables.compile
+author:
+  - hostfw.nftables contributors
+"""
+
+EXAMPLES = r"""
+- name: Would the candidate keep SSH from the controller open?
+  hostfw.nftables.check_access:
+    host: "{{ inventory_hostname }}"
+    source: 192.0.2.10
+    destination: "{{ ansible_host }}"
+    protocol: TCP
+    port: 22
+  register: access
+
+- name: Refuse to go on if not
+  ansible.builtin.assert:
+    that: access.allowed
+    fail_msg: "management access would be cut: {{ access.reason }}"
+"""
+
+RETURN = r"""
+allowed:
+  description: Whether the first packet of the connection is accepted.
+  returned: success
+  type: bool
+  sample: true
+reason:
+  description: What decides, for example C(failsafe inbound tcp:22) or
+    C(tier host-firewall policy node-host-firewall ingress rule 0 (Allow)) or C(end of tier host-firewall (defaultAction Deny)).
+  returned: success
+  type: str
+interface:
+  description: The interface the connection was evaluated on (C(*) for the all-interfaces endpoint).
+  returned: success
+  type: str
+packet:
+  description: The packet evaluated, in words.
+  returned: success
+  type: str
+"""

@@ -1,0 +1,158 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# This file documents the action plugin plugins/action/compile.py, which runs on the controller.
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: compile
+short_description: Compile Calico host-protection resources of the whole inventory into nftables tables
+version_added: 1.0.0
+description:
+  - Runs on the controller only (an action plugin); it never connects to a host.
+  - Gathers the C(hostfw_*) variables of B(every) inventory host, not only the play's hosts, so a run with
+    C(--limit) sees the same policy world as a full run. Inputs are C(hostfw_resources) (Calico
+    C(projectcalico.org/v3) documents), C(hostfw_manifests) (paths or globs of multi-document YAML or JSON files,
+    relative to the inventory directory; C(List) and C(*List) kinds as C(calicoctl get -o yaml) prints them),
+    per-host C(hostfw_host_endpoints), and automatic host endpoints (C(hostfw_auto_host_endpoint)).
+  - Validates every document exactly as Calico does. Invalid input fails the task with one line per problem,
+    naming kind, name, field path, what is wrong and the fix; nothing is written.
+  - Compiles the whole inventory once per call, with Calico Felix semantics (tiers, Pass, default deny,
+    failsafes, doNotTrack, preDNAT, applyOnForward, profiles), into one C(table inet hostfw) per host that has a
+    HostEndpoint.
+  - Proves for every host that each failsafe entry is accepted before any policy verdict, and that each
+    protected port (C(hostfw_protected_ports), by default the failsafe defaults) stays open.
+  - Optionally evaluates connection checks (for example the management connection) and builds the policy
+    matrix.
+  - Use it with C(run_once: true); the C(hostfw.nftables.render) playbook and the C(hostfw.nftables.rollout)
+    role do.
+options:
+  output_dir:
+    description:
+      - Directory on the controller to write C(<inventory_hostname>.nft) for every compiled host, and
+        C(matrix.json) and C(matrix.md) when O(matrix) is true. Files are only rewritten when their content
+        changes.
+    type: path
+  hosts:
+    description:
+      - Inventory hosts to return (and write) results for. Default is every inventory host with a HostEndpoint.
+      - The policy world is always the whole inventory.
+    type: list
+    elements: str
+  matrix:
+    description:
+      - Build the policy matrix. Default is true when O(output_dir) is set.
+    type: bool
+  probes:
+    description:
+      - Matrix probes, a list of C({protocol, port}). Default is C(hostfw_matrix_probes).
+    type: list
+    elements: dict
+  checks:
+    description:
+      - Connection checks to evaluate against the compiled tables, each a dict with C(host) (the inventory
+        host whose table decides), C(source), C(destination) (addresses), C(protocol) (C(TCP), C(UDP), C(SCTP))
+        and C(port).
+    type: list
+    elements: dict
+    default: []
+  proof:
+    description:
+      - Compute the failsafe proof of every returned host.
+    type: bool
+    default: true
+  protected_ports:
+    description:
+      - Not an option; set the variable C(hostfw_protected_ports) instead (a mapping with C(inbound) and
+        C(outbound) lists of C(tcp:PORT)/C(udp:PORT), or C([]) for none).
+    type: raw
+  return_content:
+    description:
+      - Also return the text of every table in the result (large for big inventories).
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: In check mode nothing is written; C(changed) and the diff say what would change.
+  diff_mode:
+    support: full
+    description: Shows the changes of every output file.
+  platform:
+    platforms: posix
+notes:
+  - Relative C(hostfw_manifests) paths are resolved against the inventory directory.
+  - Large fleets should keep policy in manifests (parsed with PyYAML's C loader) rather than in inventory
+    variables, which Ansible loads slowly.
+seealso:
+  - module: hostfw.nftables.nft_table
+author:
+  - hostfw.nftables contributors
+"""
+
+EXAMPLES = r"""
+- name: Compile every host's table and the matrix into a directory
+  hostfw.nftables.compile:
+    output_dir: "{{ playbook_dir }}/out"
+    matrix: true
+  run_once: true
+  delegate_to: localhost
+
+- name: Would node1 accept the management connection from 192.0.2.10 to 10.0.0.5:22?
+  hostfw.nftables.compile:
+    hosts: [node1]
+    checks:
+      - {host: node1, source: 192.0.2.10, destination: 10.0.0.5, protocol: TCP, port: 22}
+  run_once: true
+  delegate_to: localhost
+  register: access
+
+- name: Show the verdict
+  ansible.builtin.debug:
+    msg: "{{ access.checks[0].allowed }}: {{ access.checks[0].reason }}"
+"""
+
+RETURN = r"""
+hosts:
+  description: Per inventory host results.
+  returned: always
+  type: dict
+  sample:
+    node1:
+      node: node1
+      has_ruleset: true
+      sha256: 0f4c...
+      path: /tmp/out/node1.nft
+      warnings: []
+      failsafe_proof: {ok: true, messages: [], checked: 32}
+checks:
+  description: One result per item of O(checks), with C(allowed), C(reason), C(interface) and C(packet).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{host: node1, allowed: true, reason: "failsafe inbound tcp:22", interface: "*"}]
+matrix:
+  description: The policy matrix (schema in the collection's design notes) when O(matrix) is true and
+    O(output_dir) is not set.
+  returned: when requested
+  type: dict
+matrix_cells:
+  description: Number of matrix cells.
+  returned: when the matrix is built
+  type: int
+summary:
+  description: One line saying how many hosts and policies were compiled.
+  returned: always
+  type: str
+timings:
+  description: Seconds spent in each stage (load_and_validate, index, compile_and_write, matrix, ...).
+  returned: always
+  type: dict
+warnings_hostfw:
+  description: Warnings of the compilation (inactive host endpoints, policies that never apply to hosts, ...).
+  returned: always
+  type: list
+  elements: str
+"""

@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the action plugins share: gathering the inventory's hostfw variables, and a compile cache.
+
+Ansible runs each task of each host in a forked worker, so an in-memory cache does not survive
+from one host's task to the next.  The validated world is therefore cached on disk, in a private
+per-user directory, keyed by a fingerprint of every input (the gathered variables and the size
+and mtime of every manifest file).  The first task of a run validates; every later task of the
+run (other hosts, other batches) loads the cached world and compiles only its own host.
+Nothing here imports Ansible: ``task_vars`` is read as plain mappings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import stat
+import tempfile
+import time
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation
+
+HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
+             "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
+             "hostfw_matrix_probes", "ansible_host")
+CACHE_VERSION = "1"
+
+
+def plain(value: Any) -> Any:
+    """Ansible's lazy or tagged containers and strings -> plain Python data."""
+    if isinstance(value, dict) or (isinstance(value, Mapping) and not isinstance(value, str)):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str]:
+    """(hostfw variables of EVERY inventory host, base directory for relative manifest paths)."""
+    hostvars = task_vars.get("hostvars", {})
+    names = list(task_vars.get("groups", {}).get("all", []))
+    hosts: Dict[str, Dict[str, Any]] = {}
+    for name in names:
+        hv = hostvars[name]
+        values = {}
+        for var in HOST_VARS:
+            if var in hv:
+                values[var] = plain(hv[var])
+        hosts[name] = values
+    base_dir = task_vars.get("inventory_dir") or task_vars.get("playbook_dir") or os.getcwd()
+    return hosts, str(base_dir)
+
+
+def fingerprint(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> str:
+    h = hashlib.sha256()
+    h.update(CACHE_VERSION.encode())
+    h.update(base_dir.encode("utf-8"))
+    h.update(json.dumps(hosts, sort_keys=True, default=str).encode("utf-8"))
+    patterns = set()
+    for hv in hosts.values():
+        value = hv.get("hostfw_manifests")
+        if isinstance(value, str):
+            patterns.add(value)
+        elif isinstance(value, list):
+            patterns.update(p for p in value if isinstance(p, str))
+    for pattern in sorted(patterns):
+        for path in sources._expand(pattern, base_dir):  # same resolution as the loader
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            h.update(("%s:%d:%d\n" % (path, st.st_mtime_ns, st.st_size)).encode("utf-8"))
+    return h.hexdigest()
+
+
+def cache_dir() -> Optional[str]:
+    """A private cache directory (mode 0700, owned by us), or None when none can be had."""
+    path = os.environ.get("HOSTFW_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "hostfw-cache-%d" % os.getuid())
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_uid != os.getuid() or stat.S_IMODE(st.st_mode) & 0o077:
+            return None
+    except OSError:
+        return None
+    return path
+
+
+def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_cache: bool = True) -> Compilation:
+    """compile_inventory with the on-disk cache of the validated world.  Raises HostfwError."""
+    t0 = time.perf_counter()
+    directory = cache_dir() if use_cache else None
+    path = None
+    if directory:
+        path = os.path.join(directory, fingerprint(hosts, base_dir) + ".pickle")
+        try:
+            with open(path, "rb") as f:
+                world, inventory = pickle.load(f)
+            return Compilation(world, inventory, {"load_cached": time.perf_counter() - t0})
+        except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
+            pass
+    world, inventory = sources.load_world(hosts, base_dir)
+    timings = dict(getattr(inventory, "timings", {}) or {})
+    timings["load_and_validate"] = time.perf_counter() - t0
+    if path:
+        tmp = "%s.%d.tmp" % (path, os.getpid())
+        try:
+            with open(tmp, "wb") as f:
+                pickle.dump((world, inventory), f, protocol=pickle.HIGHEST_PROTOCOL)
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return Compilation(world, inventory, timings)

@@ -1,0 +1,212 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Differential testing: the kernel must decide every connection exactly as the evaluator does.
+
+``DataplaneWorld(comp)`` turns a compilation into a lab: one network namespace per host with a
+HostEndpoint (its expectedIPs on ``eth0``, its rendered table loaded with one ``nft -f``), and an
+``outside`` namespace holding every other source address (workload endpoints, network sets,
+strangers).  ``run(flows)`` sends real TCP/UDP/ICMP connections and compares each with
+``expect(flow)``, the evaluator's verdict for the whole connection: the source host's egress,
+the destination's ingress, and the replies (established, or new again where a doNotTrack Allow
+kept the first packet out of conntrack).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+COLLECTIONS = os.path.join(ROOT, ".collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
+import netlab  # noqa: E402
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation  # noqa: E402
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import (  # noqa: E402
+    ESTABLISHED, NEW, Packet, Verdict)
+
+PROTO = {"tcp": 6, "udp": 17}
+ECHO = {4: (8, 0), 6: (128, 129)}
+ECHO_REPLY = {4: 0, 6: 129}
+SPORT = 40000
+OUTSIDE = "outside"
+IFACE = "eth0"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    allowed: bool
+    reason: str
+
+
+@dataclass
+class Mismatch:
+    flow: netlab.Flow
+    expected: Expectation
+    kernel: netlab.ProbeResult
+
+    def __str__(self) -> str:
+        f = self.flow
+        what = "%s %s(%s) -> %s(%s)%s" % (f.protocol.upper(), f.src_node, f.src_ip, f.dst_node, f.dst_ip,
+                                           ":%s" % f.port if f.port else "")
+        return "%s: evaluator %s (%s), kernel %s (%s)" % (
+            what, "allow" if self.expected.allowed else "deny", self.expected.reason,
+            self.kernel.verdict, self.kernel.detail)
+
+
+class DataplaneWorld:
+    def __init__(self, comp: Compilation, lab: netlab.Lab, extra_sources: Sequence[str] = ()):
+        self.comp = comp
+        self.lab = lab
+        self.hosts = comp.hosts_with_rulesets()
+        self.host_ips: Dict[str, List[str]] = {}
+        self.host_of_ip: Dict[str, str] = {}
+        for host in self.hosts:
+            plan = comp.plan(host)
+            ips = []
+            for hep in comp.model.heps_by_node.get(plan.node, []):
+                for ip in hep.expected_ips:
+                    if ip not in ips:
+                        ips.append(ip)
+            self.host_ips[host] = ips
+            for ip in ips:
+                self.host_of_ip.setdefault(ip, host)
+        outside = []
+        for wep in comp.world.workload_endpoints.values():
+            outside += [n.split("/")[0] for n in wep.ip_networks]
+        for ns in comp.world.network_sets.values():
+            from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import first_address
+            outside += [first_address(n) for n in ns.nets if not n.endswith("/0")]
+        outside += list(extra_sources)
+        self.outside_ips = [ip for ip in dict.fromkeys(outside) if ip not in self.host_of_ip]
+
+    # -- lab ------------------------------------------------------------------------------------
+
+    def build(self) -> None:
+        for host in self.hosts:
+            self.lab.add_node(host, self.host_ips[host], ifname=IFACE)
+        self.lab.add_node(OUTSIDE, self.outside_ips, ifname=IFACE)
+        self._static_neighbours()
+        for host in self.hosts:
+            rc, err = self.lab.node(host).load_nft(self.comp.ruleset(host))
+            if rc != 0:
+                raise AssertionError("nft -f of %s's table failed: %s" % (host, err))
+
+    def _static_neighbours(self) -> None:
+        """Permanent IPv6 neighbour entries: Calico (and so hostfw) does not open ICMPv6
+        neighbour discovery on a default-deny host endpoint; the test is about policy, not ND."""
+        macs = {}
+        for name, node in self.lab.nodes.items():
+            out = node.exec(["ip", "-j", "link", "show", IFACE]).stdout
+            macs[name] = json.loads(out)[0]["address"]
+        for name, node in self.lab.nodes.items():
+            for other, onode in self.lab.nodes.items():
+                if other == name:
+                    continue
+                for ip in onode.ipv6:
+                    node.exec(["ip", "-6", "neigh", "replace", ip, "lladdr", macs[other], "dev", IFACE,
+                               "nud", "permanent"])
+
+    # -- flows ----------------------------------------------------------------------------------
+
+    def sources(self) -> List[Tuple[str, str]]:
+        out = [(h, ip) for h in self.hosts for ip in self.host_ips[h]]
+        out += [(OUTSIDE, ip) for ip in self.outside_ips]
+        return out
+
+    def flows(self, probes: Iterable[Tuple[str, Optional[int]]], self_flows: bool = True) -> List[netlab.Flow]:
+        flows = []
+        probes = list(probes)
+        for src_node, src_ip in self.sources():
+            fam = 6 if ":" in src_ip else 4
+            for host in self.hosts:
+                if host == src_node and not self_flows:
+                    continue
+                for dst_ip in self.host_ips[host]:
+                    if (6 if ":" in dst_ip else 4) != fam:
+                        continue
+                    if host == src_node and dst_ip != src_ip:
+                        continue
+                    for proto, port in probes:
+                        flows.append(netlab.Flow(src_node, src_ip, host, dst_ip, proto, port))
+        return flows
+
+    def _packet(self, flow: netlab.Flow, reply: bool = False) -> Packet:
+        fam = 6 if ":" in flow.dst_ip else 4
+        if flow.protocol == "icmp":
+            proto = 1 if fam == 4 else 58
+            if reply:
+                return Packet(flow.dst_ip, flow.src_ip, proto, icmp_type=ECHO_REPLY[fam], icmp_code=0)
+            return Packet(flow.src_ip, flow.dst_ip, proto, icmp_type=ECHO[fam][0], icmp_code=0)
+        proto = PROTO[flow.protocol]
+        if reply:
+            return Packet(flow.dst_ip, flow.src_ip, proto, sport=flow.port, dport=SPORT)
+        return Packet(flow.src_ip, flow.dst_ip, proto, sport=SPORT, dport=flow.port)
+
+    def expect(self, flow: netlab.Flow) -> Expectation:
+        """The evaluator's verdict for the whole connection (first packet and reply)."""
+        ev = self.comp.evaluator
+        src_plan = self.comp.plan(flow.src_node) if flow.src_node in self.hosts else None
+        dst_plan = self.comp.plan(flow.dst_node)
+        local = flow.src_node == flow.dst_node
+        out_if = in_if = "lo" if local else IFACE
+        pkt = self._packet(flow)
+        rep = self._packet(flow, reply=True)
+        stages: List[Tuple[str, Verdict]] = []
+        src_out = None
+        if src_plan is not None:
+            src_out = ev.output(src_plan, out_if, pkt)
+            stages.append(("source egress", src_out))
+            if not src_out.allowed:
+                return Expectation(False, "source egress: " + src_out.reason)
+        dst_in = ev.input(dst_plan, in_if, pkt)
+        stages.append(("destination ingress", dst_in))
+        if not dst_in.allowed:
+            return Expectation(False, "destination ingress: " + dst_in.reason)
+        if local:
+            # One conntrack entry for both hooks: the reply is established unless untracked.
+            tracked = not (src_out is not None and src_out.notracked) and not dst_in.notracked
+            ct = ESTABLISHED if tracked else NEW
+            r1 = ev.output(dst_plan, "lo", rep, ct=ct)
+            if not r1.allowed:
+                return Expectation(False, "reply (destination egress): " + r1.reason)
+            r2 = ev.input(dst_plan, "lo", rep, ct=ct)
+            if not r2.allowed:
+                return Expectation(False, "reply (source ingress): " + r2.reason)
+        else:
+            r1 = ev.output(dst_plan, in_if, rep, ct=NEW if dst_in.notracked else ESTABLISHED)
+            if not r1.allowed:
+                return Expectation(False, "reply (destination egress): " + r1.reason)
+            if src_plan is not None:
+                r2 = ev.input(src_plan, out_if, rep, ct=NEW if src_out.notracked else ESTABLISHED)
+                if not r2.allowed:
+                    return Expectation(False, "reply (source ingress): " + r2.reason)
+        return Expectation(True, "; ".join("%s: %s" % (n, v.reason) for n, v in stages))
+
+    def run(self, flows: Sequence[netlab.Flow]) -> Tuple[List[Mismatch], List[netlab.ProbeResult]]:
+        self.lab.conntrack_flush()
+        results = self.lab.probe_many(flows)
+        mismatches = []
+        for flow, res in zip(flows, results):
+            exp = self.expect(flow)
+            if exp.allowed != res.allowed:
+                mismatches.append(Mismatch(flow, exp, res))
+        return mismatches, results
+
+
+def report(mismatches: Sequence[Mismatch], docs=None, limit: int = 40) -> str:
+    lines = ["%d mismatch(es) between the kernel and the evaluator:" % len(mismatches)]
+    lines += ["  " + str(m) for m in mismatches[:limit]]
+    if docs is not None:
+        lines.append("world:")
+        lines.append(json.dumps(docs, indent=1, sort_keys=True, default=str))
+    return "\n".join(lines)
