@@ -268,7 +268,7 @@ class _HostRenderer:
         for s in self._side_alternatives(m.src, m.family, m.protocol, "src"):
             for d in self._side_alternatives(m.dst, m.family, m.protocol, "dst"):
                 parts = head + s + d + icmp
-                if m.family is not None and not (m.src.has_addresses or m.dst.has_addresses):
+                if m.family is not None and not any(p.startswith(("ip ", "ip6 ")) for p in parts):
                     parts.insert(0, "meta nfproto ipv%d" % m.family)
                 out.append(" ".join(parts))
         return out

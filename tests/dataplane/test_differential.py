@@ -178,6 +178,14 @@ def test_v12_staged_and_failsafe_configuration():
     check_world(docs)
 
 
+def test_rich_world_every_feature_at_once():
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from worlds import rich_world
+    check_world(rich_world(), probes=[("tcp", 22), ("tcp", 443), ("tcp", 8050), ("tcp", 9100), ("tcp", 30080),
+                                      ("udp", 53), ("udp", 11211), ("icmp", None)],
+                extra=STRANGERS + ["203.0.113.9", "192.0.2.77"])
+
+
 def test_demo_matrix_is_what_the_kernel_does():
     hosts = {"policy-llm-control-plane": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.2"},
              "policy-llm-worker": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.3"}}

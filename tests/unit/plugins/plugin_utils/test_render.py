@@ -1,0 +1,112 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The renderer: golden files, determinism, structure.
+
+Golden files live in ``golden/``; after an intended change regenerate them with
+``HOSTFW_UPDATE_GOLDEN=1 pytest tests/unit/plugins/plugin_utils/test_render.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents, compile_inventory
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+from worlds import rich_world  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+GOLDEN = os.path.join(HERE, "golden")
+ROOT = os.path.abspath(os.path.join(HERE, "..", "..", "..", ".."))
+DEMO = os.path.join(ROOT, "examples", "two-node-cluster")
+
+
+def demo_compilation():
+    hosts = {"policy-llm-control-plane": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.2"},
+             "policy-llm-worker": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.3"}}
+    return compile_inventory(hosts, DEMO)
+
+
+CASES = {
+    "rich-n1": lambda: compile_documents(rich_world()).ruleset("n1"),
+    "rich-n2": lambda: compile_documents(rich_world()).ruleset("n2"),
+    "demo-worker": lambda: demo_compilation().ruleset("policy-llm-worker"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden(case):
+    text = CASES[case]()
+    path = os.path.join(GOLDEN, case + ".nft")
+    if os.environ.get("HOSTFW_UPDATE_GOLDEN"):
+        os.makedirs(GOLDEN, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    with open(path, encoding="utf-8") as f:
+        assert text == f.read(), "rendering of %s changed; see the module docstring to update goldens" % case
+
+
+def test_byte_identical_whatever_the_input_order():
+    docs = rich_world()
+    ref = compile_documents(docs).ruleset("n1")
+    rng = random.Random(7)
+    for _ in range(5):
+        shuffled = list(docs)
+        rng.shuffle(shuffled)
+        assert compile_documents(shuffled).ruleset("n1") == ref
+
+
+def test_structure_of_a_table():
+    text = compile_documents(rich_world()).ruleset("n1")
+    lines = text.splitlines()
+    # atomic replace idiom, and nothing but our table
+    body = [ln for ln in lines if not ln.startswith("#")]
+    assert body[:3] == ["table inet hostfw", "delete table inet hostfw", "table inet hostfw {"]
+    assert not re.search(r"^\s*(flush|table (?!inet hostfw))", text, re.M)
+    assert "ip protocol" not in text  # meta l4proto only, in an inet table
+    # named endpoint wins eth0, "*" is the default branch
+    assert 'iifname vmap { "eth0" : goto hep-in-eth0 }' in text
+    assert "goto hep-in-any" in text
+    # selector and net sets are named and shared
+    assert len(re.findall(r"^\tset sel4_", text, re.M)) == len(set(re.findall(r"@(sel4_\w+)", text)))
+    # staged policies are never rendered
+    assert "deny-everything" not in text
+    # every policy rule carries a counter and a comment naming tier, policy and rule
+    for ln in lines:
+        if re.search(r"\b(accept|drop)\b", ln) and "jump" not in ln and ("/" in ln and "comment" in ln):
+            pass
+    policy_rules = [ln for ln in lines if re.search(r'comment "(security|platform|default)/', ln)]
+    assert policy_rules and all("counter" in ln for ln in policy_rules)
+    # Log is rate-limited and names tier and policy
+    assert 'limit rate 5/second log prefix "calico-packet security/block-bad: "' in text
+    # doNotTrack Allow: notrack and the accept mark; the "*" endpoint gets no doNotTrack chain
+    assert "notrack meta mark set meta mark | 0x00010000 accept" in text
+    assert "hep-raw-in-any" not in text
+    # the iptables meaning of notICMP type+code
+    assert "icmp type . icmp code != { 5 . 1 }" in text
+
+
+def test_failsafe_sets_follow_the_felix_configuration():
+    text = compile_documents(rich_world()).ruleset("n1")
+    assert "tcp . 22" in text and "tcp . 2379" not in text
+    assert "ip saddr 10.0.0.0/8 tcp dport 179 accept" in text
+    assert "udp . 53" in text
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+                    reason="needs root, nft and unshare (a scratch network namespace)")
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_golden_files_load_twice_in_a_scratch_namespace(case):
+    path = os.path.join(GOLDEN, case + ".nft")
+    r = subprocess.run(["unshare", "-n", "sh", "-c", "nft -c -f %s && nft -f %s && nft -f %s && nft list tables"
+                        % (path, path, path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "table inet hostfw"
