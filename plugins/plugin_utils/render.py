@@ -81,6 +81,7 @@ class NftSet:
     interval: bool
     comment: str
     elements: List[str]
+    text: Optional[str] = None  # rendered once, shared by every host that uses the set
 
 
 @dataclass
@@ -95,6 +96,7 @@ class NftChain:
     hook: Optional[str] = None  # "type filter hook input priority filter; policy accept;"
     comment: Optional[str] = None
     rules: List[NftRule] = field(default_factory=list)
+    text: Optional[str] = None  # rendered once (shared policy and profile chains)
 
     def add(self, expr: str, note: Optional[str] = None) -> None:
         self.rules.append(NftRule(expr, comment(note) if note else None))
@@ -107,14 +109,7 @@ class Table:
     chains: List[NftChain]
 
 
-TEMPLATE = """\
-{% for line in table.header -%}
-# {{ line }}
-{% endfor -%}
-table inet {{ name }}
-delete table inet {{ name }}
-table inet {{ name }} {
-{%- for s in table.sets %}
+SET_TEMPLATE = """\
 	set {{ s.name }} {
 		type {{ s.type }}
 {%- if s.interval %}
@@ -129,8 +124,9 @@ table inet {{ name }} {
 		}
 {%- endif %}
 	}
-{% endfor %}
-{%- for c in table.chains %}
+"""
+
+CHAIN_TEMPLATE = """\
 	chain {{ c.name }} {
 {%- if c.comment %}
 		comment "{{ c.comment }}"
@@ -142,12 +138,34 @@ table inet {{ name }} {
 		{{ r.expr }}{% if r.comment %} comment "{{ r.comment }}"{% endif %}
 {%- endfor %}
 	}
+"""
+
+TABLE_TEMPLATE = """\
+{% for line in header -%}
+# {{ line }}
 {% endfor -%}
-}
+table inet {{ name }}
+delete table inet {{ name }}
+table inet {{ name }} {
+{{ body | join("\n") }}}
 """
 
 _ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-_TEMPLATE = _ENV.from_string(TEMPLATE)
+_SET = _ENV.from_string(SET_TEMPLATE)
+_CHAIN = _ENV.from_string(CHAIN_TEMPLATE)
+_TABLE = _ENV.from_string(TABLE_TEMPLATE)
+
+
+def set_text(s: "NftSet") -> str:
+    if s.text is None:
+        s.text = _SET.render(s=s)
+    return s.text
+
+
+def chain_text(c: "NftChain") -> str:
+    if c.text is None:
+        c.text = _CHAIN.render(c=c)
+    return c.text
 
 
 class Renderer:
@@ -155,20 +173,20 @@ class Renderer:
 
     def __init__(self, model: Model):
         self.model = model
-        self._body_cache: Dict[Tuple, Tuple[List[NftSet], List[NftChain], List[str]]] = {}
+        # Policy and profile chains (with the sets they use) are built once per model and shared
+        # by every host: per-host work is the endpoint chains and a join of cached text.
+        self.shared_chains: Dict[Tuple, Tuple[NftChain, Dict[str, NftSet]]] = {}
+        self.shared_sets: Dict[str, NftSet] = {}
 
     # -- public -----------------------------------------------------------------------------
 
     def render(self, plan: HostPlan) -> str:
-        return _TEMPLATE.render(table=self.table(plan), name=TABLE)
+        table = self.table(plan)
+        body = [set_text(s) for s in table.sets] + [chain_text(c) for c in table.chains]
+        return _TABLE.render(header=table.header, name=TABLE, body=body)
 
     def table(self, plan: HostPlan) -> Table:
-        key = plan.signature()
-        hit = self._body_cache.get(key)
-        if hit is None:
-            hit = _HostRenderer(self.model, plan).build()
-            self._body_cache[key] = hit
-        sets, chains, summary = hit
+        sets, chains, summary = _HostRenderer(self.model, plan, self).build()
         header = ["hostfw.nftables: the firewall of host %s (node %s). Generated; do not edit." % (plan.host, plan.node),
                   "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
         header += summary
@@ -176,8 +194,9 @@ class Renderer:
 
 
 class _HostRenderer:
-    def __init__(self, model: Model, plan: HostPlan):
+    def __init__(self, model: Model, plan: HostPlan, shared: Optional[Renderer] = None):
         self.model = model
+        self.shared = shared
         self.plan = plan
         self.felix = plan.felix
         self.sets: Dict[str, NftSet] = {}
@@ -193,19 +212,28 @@ class _HostRenderer:
         if ref.name is None:
             return ref.addrs.elements()[0]
         if ref.name not in self.sets:
-            self.sets[ref.name] = NftSet(ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", True,
-                                         comment(ref.comment), ref.addrs.elements())
+            self.sets[ref.name] = self._shared_set(ref.name, lambda: NftSet(
+                ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", True, comment(ref.comment),
+                ref.addrs.elements()))
         return "@" + ref.name
+
+    def _shared_set(self, name, make):
+        if self.shared is None:
+            return make()
+        hit = self.shared.shared_sets.get(name)
+        if hit is None:
+            hit = make()
+            self.shared.shared_sets[name] = hit
+        return hit
 
     def _named(self, ref: NamedPortRef) -> str:
         if ref.name not in self.sets:
             from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import int_to_ip
-            elems = sorted(ref.members)
-            self.sets[ref.name] = NftSet(
+            self.sets[ref.name] = self._shared_set(ref.name, lambda: NftSet(
                 ref.name, "%s . inet_proto . inet_service" % ("ipv4_addr" if ref.family == 4 else "ipv6_addr"),
                 False, comment(ref.comment),
                 ["%s . %s . %d" % (int_to_ip(ref.family, ip), PROTO_NAMES.get(proto, str(proto)), port)
-                 for ip, proto, port in elems])
+                 for ip, proto, port in sorted(ref.members)]))
         return "@" + ref.name
 
     # -- rule expressions ---------------------------------------------------------------------
@@ -316,23 +344,45 @@ class _HostRenderer:
 
     # -- chains -------------------------------------------------------------------------------
 
+    def _use_shared(self, key: Tuple, build, chains: Dict[str, NftChain]) -> str:
+        """Build a policy/profile chain once per model; record the sets it uses for this host."""
+        hit = self.shared.shared_chains.get(key) if self.shared is not None else None
+        if hit is None:
+            own_sets, self.sets = self.sets, {}
+            try:
+                chain = build()
+                used = self.sets
+            finally:
+                self.sets = own_sets
+            hit = (chain, used)
+            if self.shared is not None:
+                self.shared.shared_chains[key] = hit
+        chain, used = hit
+        for name, st in used.items():
+            self.sets.setdefault(name, st)
+        chains.setdefault(chain.name, chain)
+        return chain.name
+
     def policy_chain(self, policy: api.Policy, direction: str, mode: str) -> str:
+        return self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode),
+                                lambda: self._build_policy_chain(policy, direction, mode), self.policy_chains)
+
+    def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
         name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
-        if name in self.policy_chains:
-            return name
         chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
             policy.tier, policy.name, direction, {MODE_FILTER: "normal", MODE_FORWARD: "applyOnForward",
                                                   MODE_RAW: "doNotTrack", MODE_MANGLE: "preDNAT"}[mode])))
         for rule in self.model.policy_rules(policy, direction):
             self._rule_lines(chain, rule, mode, "%s/%s %s[%d] %s" % (policy.tier, policy.name, direction,
                                                                      rule.index, rule.action))
-        self.policy_chains[name] = chain
-        return name
+        return chain
 
     def profile_chain(self, profile: api.Profile, direction: str) -> str:
+        return self._use_shared(("profile", profile.name, direction),
+                                lambda: self._build_profile_chain(profile, direction), self.profile_chains)
+
+    def _build_profile_chain(self, profile: api.Profile, direction: str) -> NftChain:
         name = "prof-%s/%s" % (DIR_SHORT[direction], profile.name)
-        if name in self.profile_chains:
-            return name
         chain = NftChain(name, comment=comment("profile %s %s" % (profile.name, direction)))
         for rule in self.model.profile_rules(profile, direction):
             if rule.action == "Pass":
@@ -344,8 +394,7 @@ class _HostRenderer:
                 continue
             self._rule_lines(chain, rule, MODE_FILTER, "profile %s %s[%d] %s" % (profile.name, direction,
                                                                                  rule.index, rule.action))
-        self.profile_chains[name] = chain
-        return name
+        return chain
 
     def _uses_pass(self, tp: TierPlan, direction: str) -> bool:
         return any(r.action == "Pass" for p in tp.policies for r in self.model.policy_rules(p, direction))
