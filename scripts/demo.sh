@@ -21,7 +21,7 @@ echo
 echo "== 2. the policy matrix ($OUT/matrix.md)"
 cat "$OUT/matrix.md"
 echo
-echo "rendered tables: $(ls "$OUT"/*.nft | xargs -n1 basename | tr '\n' ' ')"
+echo "rendered tables:"; for f in "$OUT"/*.nft; do echo "  $f"; done
 
 echo
 echo "== 3. prove the matrix with real connections through the rendered tables"

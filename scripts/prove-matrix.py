@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -85,8 +85,8 @@ def main(argv):
     width = max(len(c["source"]) for c in cells)
     dwidth = max(len(c["destination"]) for c in cells)
     print()
-    print("%-*s  %-*s  %-10s %-8s %-8s  %s" % (width, "source", dwidth, "destination", "probe", "compiled", "kernel",
-                                                "reason"))
+    print("%-*s  %-*s  %-10s %-8s %-8s  %s" % (
+        width, "source", dwidth, "destination", "probe", "compiled", "kernel", "reason"))
     bad = 0
     for c, r in zip(cells, results):
         ok = (c["verdict"] == "allow") == r.allowed

@@ -33,7 +33,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGS)
         hosts, base_dir = gather(task_vars)
         try:
             comp = compile_cached(hosts, base_dir)

@@ -11,7 +11,6 @@ matrix.  Documentation: ``plugins/modules/compile.py``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import time
@@ -52,7 +51,7 @@ def parse_protected(value):
         entries = []
         for item in value.get(key) or []:
             if isinstance(item, str) and ":" in item:
-                proto, _, port = item.rpartition(":")
+                proto, _sep, port = item.rpartition(":")
             elif isinstance(item, dict):
                 proto, port = item.get("protocol", "tcp"), item.get("port")
             else:
@@ -98,7 +97,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
-        _, args = self.validate_argument_spec(argument_spec=ARGS)
+        _validation, args = self.validate_argument_spec(argument_spec=ARGS)
         t0 = time.perf_counter()
         hosts, base_dir = gather(task_vars)
         inventory_hosts = list(hosts)

@@ -49,12 +49,15 @@ attributes:
     description: Never changes anything.
   diff_mode:
     support: none
+    description: Nothing to show; nothing changes.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the controller.
 seealso:
   - module: hostfw.nftables.compile
 author:
-  - hostfw.nftables contributors
+  - hostfw.nftables contributors (@hostfw)
 """
 
 EXAMPLES = r"""

@@ -26,8 +26,8 @@ description:
     protected port (C(hostfw_protected_ports), by default the failsafe defaults) stays open.
   - Optionally evaluates connection checks (for example the management connection) and builds the policy
     matrix.
-  - Use it with C(run_once: true); the C(hostfw.nftables.render) playbook and the C(hostfw.nftables.rollout)
-    role do.
+  - "Use it with C(run_once: true); the C(hostfw.nftables.render) playbook and the C(hostfw.nftables.rollout)
+    role do."
 options:
   output_dir:
     description:
@@ -81,7 +81,9 @@ attributes:
     support: full
     description: Shows the changes of every output file.
   platform:
+    support: full
     platforms: posix
+    description: Runs on the controller.
 notes:
   - Relative C(hostfw_manifests) paths are resolved against the inventory directory.
   - Large fleets should keep policy in manifests (parsed with PyYAML's C loader) rather than in inventory
@@ -89,7 +91,7 @@ notes:
 seealso:
   - module: hostfw.nftables.nft_table
 author:
-  - hostfw.nftables contributors
+  - hostfw.nftables contributors (@hostfw)
 """
 
 EXAMPLES = r"""

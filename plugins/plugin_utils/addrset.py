@@ -16,7 +16,20 @@ import ipaddress
 from functools import lru_cache
 from typing import Iterable, List, Optional, Tuple
 
-import netaddr
+try:
+    import netaddr
+except ImportError as exc:  # pragma: no cover - controller dependency, see requirements.txt
+    netaddr = None
+    NETADDR_IMPORT_ERROR = exc
+else:
+    NETADDR_IMPORT_ERROR = None
+
+
+def _need_netaddr():
+    if netaddr is None:
+        raise ImportError("hostfw.nftables needs the Python library netaddr on the controller "
+                          "(pip install netaddr): %s" % NETADDR_IMPORT_ERROR)
+
 
 Interval = Tuple[int, int]
 
@@ -57,7 +70,7 @@ class AddrSet:
     def __init__(self, family: int, intervals: Iterable[Interval] = ()):
         self.family = family
         self.intervals = merge(intervals)
-        self._starts = [a for a, _ in self.intervals]
+        self._starts = [first for first, _last in self.intervals]
         self._hash = hash((family, self.intervals))
 
     @classmethod
@@ -102,11 +115,12 @@ class AddrSet:
     def first_address(self) -> Optional[str]:
         if not self.intervals:
             return None
-        return str(netaddr.IPAddress(self.intervals[0][0], self.family))
+        return int_to_ip(self.family, self.intervals[0][0])
 
 
 @lru_cache(maxsize=1 << 14)
 def _elements(family: int, intervals: Tuple[Interval, ...]) -> List[str]:
+    _need_netaddr()
     out: List[str] = []
     full = 32 if family == 4 else 128
     for first, last in intervals:
@@ -123,4 +137,4 @@ def ip_to_int(text: str) -> Tuple[int, int]:
 
 
 def int_to_ip(family: int, value: int) -> str:
-    return str(netaddr.IPAddress(value, family))
+    return str(ipaddress.IPv4Address(value) if family == 4 else ipaddress.IPv6Address(value))

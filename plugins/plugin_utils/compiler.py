@@ -152,7 +152,7 @@ class Compilation:
     def _iface_for_address(self, plan: HostPlan, address: str) -> str:
         known = self.inventory.interfaces.get(plan.host) or {}
         for ifname, addrs in sorted(known.items()):
-            if address in {str(a).split("/")[0] for a in addrs}:
+            if address in {str(a).split("/", maxsplit=1)[0] for a in addrs}:
                 return ifname
         for ep in plan.named():
             if address in ep.hep.expected_ips:

@@ -13,7 +13,7 @@ the oracle of the dataplane tests (the kernel must agree with it).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import parse_ip
@@ -171,8 +171,8 @@ class Evaluator:
 
     def _tiers(self, ep: EndpointPlan, cls: str, direction: str, pkt: Packet, trace: List[str]):
         """Run the tiers of one class/direction.  Returns (action or None, reason)."""
-        prefix = "" if cls == NORMAL else {UNTRACKED: "doNotTrack ", PREDNAT: "preDNAT ",
-                                            FORWARD: "applyOnForward "}[cls]
+        prefixes = {NORMAL: "", UNTRACKED: "doNotTrack ", PREDNAT: "preDNAT ", FORWARD: "applyOnForward "}
+        prefix = prefixes[cls]
         last_reason = None
         for tp in ep.tiers_for(cls, direction):
             passed = False
@@ -180,8 +180,8 @@ class Evaluator:
                 for rule in self.model.policy_rules(policy, direction):
                     if not rule_matches(rule, pkt):
                         continue
-                    where = "%stier %s policy %s %s rule %d (%s)" % (prefix, tp.name, policy.name, direction,
-                                                                    rule.index, rule.action)
+                    where = "%stier %s policy %s %s rule %d (%s)" % (
+                        prefix, tp.name, policy.name, direction, rule.index, rule.action)
                     trace.append(where)
                     if rule.action == "Log":
                         continue

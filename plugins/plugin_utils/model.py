@@ -597,7 +597,7 @@ class Model:
             else:
                 ips = set(hep.expected_ips)
                 matched = [ifname for ifname, addrs in sorted(known.items())
-                           if ips & {str(a).split("/")[0] for a in addrs} and not excluded(ifname)]
+                           if ips & {str(a).split("/", maxsplit=1)[0] for a in addrs} and not excluded(ifname)]
                 if not matched:
                     warnings.append("HostEndpoint %s has no interfaceName and none of its expectedIPs (%s) is on a "
                                     "known interface of host %s (set hostfw_interfaces): it is not enforced"

@@ -110,34 +110,34 @@ class Table:
 
 
 SET_TEMPLATE = """\
-	set {{ s.name }} {
-		type {{ s.type }}
+\tset {{ s.name }} {
+\t\ttype {{ s.type }}
 {%- if s.interval %}
-		flags interval
+\t\tflags interval
 {%- endif %}
-		comment "{{ s.comment }}"
+\t\tcomment "{{ s.comment }}"
 {%- if s.elements %}
-		elements = {
+\t\telements = {
 {%- for e in s.elements %}
-			{{ e }}{{ "," if not loop.last }}
+\t\t\t{{ e }}{{ "," if not loop.last }}
 {%- endfor %}
-		}
+\t\t}
 {%- endif %}
-	}
+\t}
 """
 
 CHAIN_TEMPLATE = """\
-	chain {{ c.name }} {
+\tchain {{ c.name }} {
 {%- if c.comment %}
-		comment "{{ c.comment }}"
+\t\tcomment "{{ c.comment }}"
 {%- endif %}
 {%- if c.hook %}
-		{{ c.hook }}
+\t\t{{ c.hook }}
 {%- endif %}
 {%- for r in c.rules %}
-		{{ r.expr }}{% if r.comment %} comment "{{ r.comment }}"{% endif %}
+\t\t{{ r.expr }}{% if r.comment %} comment "{{ r.comment }}"{% endif %}
 {%- endfor %}
-	}
+\t}
 """
 
 TABLE_TEMPLATE = """\
@@ -303,7 +303,7 @@ class _HostRenderer:
 
     def _log(self, owner: str) -> str:
         prefix = self.felix.log_prefix
-        tier, _, name = owner.partition("/")
+        tier, _sep, name = owner.partition("/")
         if "%" in prefix:
             prefix = (prefix.replace("%t", tier).replace("%k", "gnp").replace("%n", name).replace("%p", name))
         else:

@@ -56,8 +56,8 @@ class Mismatch:
 
     def __str__(self) -> str:
         f = self.flow
-        what = "%s %s(%s) -> %s(%s)%s" % (f.protocol.upper(), f.src_node, f.src_ip, f.dst_node, f.dst_ip,
-                                           ":%s" % f.port if f.port else "")
+        port = ":%s" % f.port if f.port else ""
+        what = "%s %s(%s) -> %s(%s)%s" % (f.protocol.upper(), f.src_node, f.src_ip, f.dst_node, f.dst_ip, port)
         return "%s: evaluator %s (%s), kernel %s (%s)" % (
             what, "allow" if self.expected.allowed else "deny", self.expected.reason,
             self.kernel.verdict, self.kernel.detail)

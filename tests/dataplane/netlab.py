@@ -78,8 +78,8 @@ def _run(cmd: Sequence[str], input_text: Optional[str] = None, check: bool = Tru
         shown = " ".join(cmd)
         if input_text is not None:
             shown += "  <<stdin:\n" + input_text.rstrip()
-        raise LabError("command failed (rc=%d): %s\nstderr: %s" % (proc.returncode, shown,
-                                                                  proc.stderr.strip()))
+        raise LabError("command failed (rc=%d): %s\nstderr: %s" % (
+            proc.returncode, shown, proc.stderr.strip()))
     return proc
 
 
@@ -570,8 +570,7 @@ class Lab:
                         for addr in piface.addrs:
                             ip = _ip(addr)
                             plen = 128 if ":" in ip else 32
-                            wanted.append("route replace %s/%d dev %s" % (ip,
-                                                                           plen, iface.name))
+                            wanted.append("route replace %s/%d dev %s" % (ip, plen, iface.name))
             new = [w for w in wanted if w not in node._routes]
             if new:
                 self._ip_batch(node.netns, new)

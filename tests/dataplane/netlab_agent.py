@@ -155,7 +155,7 @@ class Servers(threading.Thread):
 
     def run(self):
         while True:
-            for key, _ in self.sel.select():
+            for key, _unused in self.sel.select():
                 kind, fam = key.data
                 try:
                     if kind == "wake":
@@ -167,7 +167,7 @@ class Servers(threading.Thread):
                             except Exception as exc:  # pylint: disable=broad-except
                                 done.put((False, exc))
                     elif kind == "tcp":
-                        for _ in range(256):
+                        for _unused in range(256):
                             try:
                                 conn, _peer = key.fileobj.accept()
                             except (BlockingIOError, ConnectionAbortedError):
@@ -176,7 +176,7 @@ class Servers(threading.Thread):
                     elif kind == "udp":
                         self._echo(key.fileobj, fam)
                     elif kind == "icmp":
-                        for _ in range(256):
+                        for _unused in range(256):
                             try:
                                 data = key.fileobj.recv(65535)
                             except BlockingIOError:
@@ -189,7 +189,7 @@ class Servers(threading.Thread):
 
     @staticmethod
     def _echo(sock, fam):
-        for _ in range(256):
+        for _unused in range(256):
             try:
                 data, anc, _flags, peer = sock.recvmsg(65535, 256)
             except BlockingIOError:
@@ -364,7 +364,7 @@ def run_probes(flows, timeout=0.5, concurrency=1024):
         now = time.monotonic()
         deadlines = [p.deadline for p in active.values()] + [p.deadline for p in waiting]
         wait = max(0.0, min(deadlines) - now) if deadlines else 0.0
-        for key, _ in sel.select(wait):
+        for key, _unused in sel.select(wait):
             probe = key.data
             try:
                 outcome = probe.ready()

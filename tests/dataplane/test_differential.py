@@ -29,8 +29,8 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import co
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, "examples", "two-node-cluster")
 
-PROBES = [("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 8080), ("udp", 80), ("udp", 53), ("icmp", None)]
-STRANGERS = ["198.51.100.7", "2001:db8:99::7"]
+PROBES = (("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 8080), ("udp", 80), ("udp", 53), ("icmp", None))
+STRANGERS = ("198.51.100.7", "2001:db8:99::7")
 TOTAL_FLOWS = {"count": 0}
 
 
@@ -183,7 +183,7 @@ def test_rich_world_every_feature_at_once():
     from worlds import rich_world
     check_world(rich_world(), probes=[("tcp", 22), ("tcp", 443), ("tcp", 8050), ("tcp", 9100), ("tcp", 30080),
                                       ("udp", 53), ("udp", 11211), ("icmp", None)],
-                extra=STRANGERS + ["203.0.113.9", "192.0.2.77"])
+                extra=STRANGERS + ("203.0.113.9", "192.0.2.77"))
 
 
 def test_demo_matrix_is_what_the_kernel_does():
@@ -203,9 +203,9 @@ def test_demo_matrix_is_what_the_kernel_does():
             flows.append(netlab.Flow(ip_node.get(src_ip, "outside"), src_ip, ip_node[dst_ip], dst_ip, "tcp", cell["port"]))
             cells.append(cell)
         results = lab.probe_many(flows)
-        wrong = ["%s -> %s TCP/%s: matrix %s (%s), kernel %s" % (c["source"], c["destination"], c["port"], c["verdict"],
-                                                                c["reason"], r.verdict)
-                 for c, r in zip(cells, results) if (c["verdict"] == "allow") != r.allowed]
+        wrong = ["%s -> %s TCP/%s: matrix %s (%s), kernel %s" % (
+            c["source"], c["destination"], c["port"], c["verdict"], c["reason"], r.verdict)
+            for c, r in zip(cells, results) if (c["verdict"] == "allow") != r.allowed]
         assert not wrong, "\n".join(wrong)
         verdicts = {(c["source"], c["destination"], c["port"]): c["verdict"] for c in cells}
         assert verdicts[("prod/backend", "host/node-worker", 10250)] == "deny"
@@ -226,7 +226,7 @@ labels_st = st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v i
 @st.composite
 def rules(draw, direction, can_pass=True):
     out = []
-    for _ in range(draw(st.integers(0, 3))):
+    for _index in range(draw(st.integers(0, 3))):
         actions = ["Allow", "Allow", "Deny", "Log"] + (["Pass"] if can_pass else [])
         rule = {"action": draw(st.sampled_from(actions))}
         proto = draw(st.sampled_from([None, "TCP", "TCP", "UDP", "ICMP"]))

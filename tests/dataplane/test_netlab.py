@@ -112,8 +112,8 @@ def test_input_rules_decide_per_source_address_and_family(topo):
         (Flow("c", C4, "a", A4, "tcp", 80), "allowed"),
         (Flow("a", A6_POD, "c", C6, "udp", 5353), "allowed"),
     ]
-    results = topo.probe_many([f for f, _ in cases])
-    wrong = ["%s, expected %s" % (r, want) for r, (_, want) in zip(results, cases) if r.verdict != want]
+    results = topo.probe_many([f for f, _unused in cases])
+    wrong = ["%s, expected %s" % (r, want) for r, (_unused, want) in zip(results, cases) if r.verdict != want]
     assert not wrong, "\n".join(wrong)
     for r in results:
         if not r.allowed:
@@ -145,8 +145,8 @@ def test_output_rule_on_the_sender(topo):
         (Flow("b", B4, "c", C4, "udp", 54), "allowed"),
         (Flow("b", B4, "c", C4, "tcp", 53), "allowed"),
     ]
-    results = topo.probe_many([f for f, _ in cases])
-    assert [r.verdict for r in results] == [want for _, want in cases], [str(r) for r in results]
+    results = topo.probe_many([f for f, _unused in cases])
+    assert [r.verdict for r in results] == [want for _unused, want in cases], [str(r) for r in results]
     # a local output drop is reported at send time
     assert results[0].detail == "eperm" and results[1].detail == "eperm"
 
@@ -325,7 +325,7 @@ def test_replace_never_opens_a_window(topo):
     thread = threading.Thread(target=prober)
     thread.start()
     try:
-        for _ in range(30):
+        for _unused in range(30):
             assert b.load_nft(path) == (0, "")
     finally:
         stop.set()
@@ -383,8 +383,8 @@ def test_two_interfaces_on_two_bridges(lab):
         # y and w share no bridge
         (Flow("y", "192.168.50.20", "w", "172.18.0.30", "tcp", 80), "denied"),
     ]
-    results = lab.probe_many([f for f, _ in cases])
-    wrong = ["%s, expected %s" % (r, want) for r, (_, want) in zip(results, cases) if r.verdict != want]
+    results = lab.probe_many([f for f, _unused in cases])
+    wrong = ["%s, expected %s" % (r, want) for r, (_unused, want) in zip(results, cases) if r.verdict != want]
     assert not wrong, "\n".join(wrong)
     assert x.counters() == {"eth1 80": 2}
     assert x.exec(["ip", "-br", "link", "show", "eth1"]).stdout.startswith("eth1@")
@@ -393,8 +393,8 @@ def test_two_interfaces_on_two_bridges(lab):
 
 def test_extra_source_addresses(lab):
     pods = lab.add_node("pods", ["10.244.0.1"])
-    pod_ips = ["10.244.%d.%d" % (i // 200, i % 200 + 10) for i in range(60)] + ["fd00:244::%x" % i for i in
-                                                                              range(1, 21)]
+    pod_ips = ["10.244.%d.%d" % (i // 200, i % 200 + 10) for i in range(60)]
+    pod_ips += ["fd00:244::%x" % i for i in range(1, 21)]
     pods.add_addresses(pod_ips)
     host = lab.add_node("host", ["172.18.0.2", "fd00::2"])
     rc, err = host.load_nft("""
@@ -425,9 +425,9 @@ def test_500_probes_are_fast(topo, capsys):
             (Flow("b", B4, "c", C4, "udp", 53), "denied"), (Flow("b", B6, "a", A6, "tcp", 1234), "allowed")]
     cases = [base[i % len(base)] for i in range(500)]
     start = time.monotonic()
-    results = topo.probe_many([f for f, _ in cases])
+    results = topo.probe_many([f for f, _unused in cases])
     took = time.monotonic() - start
-    wrong = ["%s, expected %s" % (r, want) for r, (_, want) in zip(results, cases) if r.verdict != want]
+    wrong = ["%s, expected %s" % (r, want) for r, (_unused, want) in zip(results, cases) if r.verdict != want]
     assert not wrong, "%d wrong:\n%s" % (len(wrong), "\n".join(wrong[:20]))
     with capsys.disabled():
         print("\n500 probes (half dropped) through nftables: %.2f s" % took)
@@ -456,7 +456,7 @@ def test_cleanup_after_an_exception(netlab_available):  # pylint: disable=unused
         with Lab() as lab:
             lab.add_node("n1", ["192.0.2.1"])
             prefix = lab.prefix
-            _ = 1 / 0
+            _unused = 1 / 0
     assert Lab.list_namespaces(prefix) == []
 
 

@@ -388,3 +388,12 @@ def test_failsafe_proof_and_protected_ports():
     assert any(m.startswith("protected inbound port tcp:22 (IPv4) would be closed on interface eth0 of host node1 "
                             "by tier default policy deny-all ingress rule 0 (Deny)") for m in proof.messages)
     assert not any("2379" in m for m in proof.messages)
+
+
+def test_rule_nets_accept_a_bare_address():
+    """calico-semantics 1.8: rule nets take a strictly masked CIDR or a bare IP (a /32 or /128)."""
+    w = World(hep("h1"), gnp("one", ingress=[allow_rule(source={"nets": ["10.1.1.1"]}),
+                                             allow_rule(source={"nets": ["fd00::77"]})]))
+    assert w.inbound(TCP, 80, src="10.1.1.1").reason == "tier default policy one ingress rule 0 (Allow)"
+    assert not w.inbound(TCP, 80, src="10.1.1.2").allowed
+    assert w.inbound(TCP, 80, src="fd00::77", dst=HOST_IP6).reason == "tier default policy one ingress rule 1 (Allow)"
