@@ -204,6 +204,14 @@ class _HostRenderer:
         self.profile_chains: Dict[str, NftChain] = {}
         self.endpoint_chains: List[NftChain] = []
         self.built_endpoint_chains = set()
+        # How many endpoint chains of this table use each (policy, direction, mode).
+        self.usage: Dict[Tuple, int] = {}
+        for ep in plan.endpoints:
+            for (cls, direction), tiers in ep.tiers:
+                for tp in tiers:
+                    for p in tp.policies:
+                        key = (p.kind, p.namespace, p.name, direction, CLASS_MODE[cls])
+                        self.usage[key] = self.usage.get(key, 0) + 1
         self.uses_accept_mark = False
 
     # -- sets -------------------------------------------------------------------------------
@@ -244,7 +252,10 @@ class _HostRenderer:
         return items[0] if len(items) == 1 else "{ %s }" % ", ".join(items)
 
     def _side_alternatives(self, side: Side, family: Optional[int], protocol: Optional[int], which: str) -> List[List[str]]:
-        """Expressions for one side; several alternatives when numeric and named ports are OR-ed."""
+        """Expressions for one side; several alternatives when numeric and named ports are OR-ed.
+        An alternative that needs an address in an empty set can never match and is left out."""
+        if any(ref is not None and not ref.addrs for ref in (side.nets, side.sel)):
+            return []
         ipk = "ip" if family == 4 else "ip6"
         addr = "%s %saddr" % (ipk, "s" if which == "src" else "d")
         port_field = "sport" if which == "src" else "dport"
@@ -268,7 +279,7 @@ class _HostRenderer:
         alts = []
         if side.ports:
             alts.append(base + ["%s %s %s" % (pname, port_field, self._ports(side.ports))] + neg)
-        if side.named is not None:
+        if side.named is not None and side.named.members:
             extra = ["%s %s != %s" % (pname, port_field, self._ports(side.ports))] if side.ports else []
             alts.append(base + ["%s . meta l4proto . th %s %s" % (addr, port_field, self._named(side.named))]
                         + extra + neg)
@@ -338,9 +349,13 @@ class _HostRenderer:
         text = note
         if rule.annotations:
             text += " " + "; ".join("%s=%s" % kv for kv in rule.annotations)
+        emitted = 0
         for m in rule.variants:
             for expr in self.match_exprs(m):
                 chain.add((expr + " " + verdict).strip(), text)
+                emitted += 1
+        if not emitted:
+            chain.rules.append(NftRule("# " + comment(note + ": omitted, its selector or named-port set is empty")))
 
     # -- chains -------------------------------------------------------------------------------
 
@@ -366,6 +381,28 @@ class _HostRenderer:
     def policy_chain(self, policy: api.Policy, direction: str, mode: str) -> str:
         return self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode),
                                 lambda: self._build_policy_chain(policy, direction, mode), self.policy_chains)
+
+    def inline_policy(self, chain: NftChain, policy: api.Policy, direction: str, mode: str, guard: str) -> None:
+        """Put a policy's rules straight into an endpoint chain (no jump, no chain of its own)."""
+        inlined: Dict[str, NftChain] = {}
+        self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode),
+                         lambda: self._build_policy_chain(policy, direction, mode), inlined)
+        source = next(iter(inlined.values()))
+        chain.rules.append(NftRule("# " + comment("tier %s policy %s %s (inlined: only this endpoint uses it)"
+                                                  % (policy.tier, policy.name, direction))))
+        for rule in source.rules:
+            if guard and not rule.expr.startswith("#"):
+                chain.rules.append(NftRule(guard + rule.expr, rule.comment))
+            else:
+                chain.rules.append(rule)
+
+    def _inlinable(self, policy: api.Policy, direction: str, mode: str) -> bool:
+        """Inline when this table uses the policy (in this direction and mode) from one place
+        only, its verdicts are final (not applyOnForward's mark-and-return) and it has no Pass
+        (Pass must leave the policy, which only a chain of its own can do)."""
+        if mode == MODE_FORWARD or self.usage.get((policy.kind, policy.namespace, policy.name, direction, mode)) != 1:
+            return False
+        return not any(r.action == "Pass" for r in self.model.policy_rules(policy, direction))
 
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
         name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
@@ -407,6 +444,9 @@ class _HostRenderer:
             if guarded:
                 chain.add(_clear(MARK_PASS), "start of tier %s" % tp.name)
             for p in tp.policies:
+                if self._inlinable(p, direction, mode):
+                    self.inline_policy(chain, p, direction, mode, guard)
+                    continue
                 target = self.policy_chain(p, direction, mode)
                 chain.add("%sjump %s" % (guard, target), "tier %s policy %s" % (tp.name, p.name))
                 if mode == MODE_FORWARD:
