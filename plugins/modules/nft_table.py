@@ -1,0 +1,954 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: nft_table
+short_description: Stage, apply with armed rollback, confirm and persist the nftables table C(inet hostfw)
+version_added: "0.1.0"
+description:
+  - Manages exactly one nftables table on the managed node, C(table inet hostfw). It never runs
+    C(flush ruleset), never reloads the distribution's C(nftables.service) and never reads or writes
+    any other table, except that O(state=inspect) lists them.
+  - Every change is one atomic C(nft -f) of a file of the form C(table inet hostfw) /
+    C(delete table inet hostfw) / C(table inet hostfw { ... }), which works whether or not the table exists.
+  - "The rollout is a sequence of calls, one O(state) each: V(stage) -> V(arm) -> V(apply) -> new connection ->
+    V(confirm) -> V(persist). The role M(hostfw.nftables.rollout) runs that sequence."
+  - "B(Canonical form and hashes.) The candidate O(content) is loaded into an empty scratch network namespace
+    (C(unshare -n), or C(unshare -r -n) where C(CAP_SYS_ADMIN) is missing, for example in containers) and listed
+    there with C(nft -s list table inet hostfw). That stateless listing is the canonical candidate; the running
+    table is listed the same way. Both are normalised (trailing blanks and blank lines removed), compared, and
+    hashed with sha256: RV(sha256_before) and RV(sha256_after) are hashes of those listings, not of O(content).
+    The file that is applied is the preamble plus the canonical listing, never O(content) itself, so statements in
+    O(content) that would touch other tables (C(flush ruleset), C(delete table ip filter), ...) cannot reach the
+    host: they act only inside the scratch namespace, and the module refuses O(content) whose scratch ruleset
+    holds anything but C(table inet hostfw)."
+  - "B(Rollback.) V(arm) copies the snapshot of the running table (taken by V(stage)) to
+    C(<state_dir>/rollback-<id>.nft) and schedules a small restore program outside the SSH session: a transient
+    systemd timer C(systemd-run --on-active=<timeout> --timer-property=AccuracySec=100ms --unit hostfw-rollback-<id>)
+    when systemd is PID 1, otherwise a double-forked process detached with C(setsid). When it fires it takes the
+    lock, and unless V(confirm) disarmed it meanwhile, loads the snapshot in one C(nft -f): the previous table comes
+    back with a byte-identical stateless listing, or our table is deleted if there was none. It touches nothing but
+    C(table inet hostfw). It records what it did in C(<state_dir>/rolled-back-<id>.json), which V(status) and
+    V(confirm) report."
+  - All operations take an exclusive C(fcntl.flock) on C(<state_dir>/lock), so two runs on one host cannot
+    interleave; the rollback program takes the same lock.
+options:
+  state:
+    description:
+      - The operation to run.
+      - V(stage) lists the running table (snapshot, or a marker that it is absent), canonicalises O(content) in a
+        scratch network namespace, checks both files with C(nft -c -f), and writes C(candidate.nft),
+        C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
+        differs from the candidate. In check mode nothing is written; the comparison is still made.
+      - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
+        rollback for the same stage is pending. Refuses while a rollback of another stage is pending.
+      - V(apply) makes sure a rollback is armed (arming one with O(timeout) if needed), then loads the staged
+        candidate with one C(nft -f) and checks that the running table hashes to the candidate. Refuses if the
+        running table changed since V(stage) or the staged candidate is not O(sha256). If the load fails the
+        rollback is disarmed (nothing changed) and the task fails.
+      - V(confirm) checks that the rollback has not fired and that the running table hashes to O(sha256), then
+        disarms the rollback. If the table is not the candidate the rollback stays armed and the task fails.
+        Run it over a new connection (the role does C(meta reset_connection) and M(ansible.builtin.wait_for_connection)).
+      - V(disarm) stops a pending rollback without checking the running table (manual recovery).
+      - V(status) reports whether a rollback is armed, whether it fired (RV(rolled_back)) and what it restored.
+      - V(persist) writes the running table (which must hash to O(sha256) when given) to O(persist_path) in the
+        atomic-replace form and installs and enables the unit O(unit_path) (C(hostfw.service)), which loads only
+        that file early at boot. Refuses while a rollback is armed (confirm first).
+      - V(remove) disarms any pending rollback, deletes C(table inet hostfw), disables and removes the unit and
+        O(persist_path).
+      - V(inspect) is read-only. It reports the tables on the host, the SSH connection of the module (client and
+        server address and port, from C(SSH_CONNECTION) of the module or of its parent processes) and RV(findings),
+        the base chains of other tables on the C(prerouting)/C(input)/C(output)/C(postrouting) hooks whose
+        C(policy drop) or C(drop)/C(reject) rules could block a failsafe entry (O(failsafe_inbound),
+        O(failsafe_outbound)). Heuristic; meant for warnings.
+    type: str
+    required: true
+    choices: [stage, arm, apply, confirm, disarm, status, persist, remove, inspect]
+  content:
+    description:
+      - The candidate ruleset for O(state=stage), normally C(table inet hostfw) / C(delete table inet hostfw) /
+        C(table inet hostfw { ... }) as the compiler renders it. It must define C(table inet hostfw) and nothing
+        else. Interface matches must use C(iifname)/C(oifname) (C(iif)/C(oif) need the interface to exist in the
+        scratch namespace).
+    type: str
+  sha256:
+    description:
+      - The expected canonical candidate hash (RV(sha256_after) of V(stage)). Checked by V(apply), V(confirm)
+        and V(persist) when given; required for V(confirm).
+    type: str
+  timeout:
+    description:
+      - Seconds after arming at which the rollback fires unless confirmed (V(arm), and V(apply) when it has to arm).
+    type: int
+    default: 60
+  rollback_method:
+    description:
+      - How V(arm) schedules the rollback. V(auto) uses V(systemd) when systemd is PID 1, else V(detached).
+    type: str
+    choices: [auto, systemd, detached]
+    default: auto
+  state_dir:
+    description:
+      - Runtime directory for the lock, the staged files and the rollback records. Must be on tmpfs so that a
+        reboot forgets an unconfirmed candidate.
+    type: path
+    default: /run/hostfw
+  persist_path:
+    description: File that the boot unit loads (V(persist), V(remove)).
+    type: path
+    default: /etc/hostfw/hostfw.nft
+  unit_path:
+    description: Path of the boot unit C(hostfw.service) (V(persist), V(remove)).
+    type: path
+    default: /etc/systemd/system/hostfw.service
+  failsafe_inbound:
+    description: Failsafe entries checked by V(inspect) on inbound hooks. Default is Calico's inbound list.
+    type: list
+    elements: dict
+  failsafe_outbound:
+    description: Failsafe entries checked by V(inspect) on outbound hooks. Default is Calico's outbound list.
+    type: list
+    elements: dict
+  lock_timeout:
+    description: Seconds to wait for the lock held by another run before failing.
+    type: int
+    default: 60
+attributes:
+  check_mode:
+    support: full
+    details:
+      - V(stage) compares in check mode without writing anything; V(arm), V(apply), V(confirm), V(disarm),
+        V(persist) and V(remove) change nothing and predict RV(changed).
+  diff_mode:
+    support: full
+    details:
+      - V(stage) returns the unified diff running table vs candidate (canonical listings); V(persist) the diff
+        of O(persist_path).
+  platform:
+    platforms: posix
+notes:
+  - Needs root (C(CAP_NET_ADMIN)) and the C(nft) binary; the scratch namespace needs C(unshare) from util-linux.
+  - In an unprivileged user namespace (the C(unshare -r -n) fallback) nftables transactions of more than a few
+    hundred rules can fail with "Message too long"; real hosts have C(CAP_SYS_ADMIN) and use C(unshare -n).
+  - Elements that the packet path adds to dynamic sets appear in the running listing and make the table compare
+    as changed; the compiler does not use dynamic sets.
+  - The unit has no C(ExecStop), so stopping C(hostfw.service) leaves the table loaded. It is ordered after the
+    distribution's C(nftables.service) (whose C(/etc/nftables.conf) usually starts with C(flush ruleset)), which is
+    never touched. C(systemctl reload nftables) at runtime still flushes every table, ours included.
+seealso:
+  - module: community.general.iptables_state
+    description: The iptables rollback design this module follows, with the timer moved into systemd.
+author:
+  - hostfw.nftables contributors
+"""
+
+EXAMPLES = r"""
+- name: Stage the candidate (changed means the running table differs)
+  hostfw.nftables.nft_table:
+    state: stage
+    content: "{{ lookup('ansible.builtin.file', 'out/' ~ inventory_hostname ~ '.nft') }}"
+  register: staged
+
+- name: Arm a rollback that fires in 60 s unless confirmed
+  hostfw.nftables.nft_table:
+    state: arm
+    timeout: 60
+  when: staged is changed
+
+- name: Apply the staged candidate atomically
+  hostfw.nftables.nft_table:
+    state: apply
+    sha256: "{{ staged.sha256_after }}"
+  when: staged is changed
+
+- name: Reach the host over a NEW connection
+  ansible.builtin.meta: reset_connection
+
+- name: Wait for the new connection
+  ansible.builtin.wait_for_connection:
+    timeout: 30
+
+- name: Confirm (disarm the rollback, check the running table is the candidate)
+  hostfw.nftables.nft_table:
+    state: confirm
+    sha256: "{{ staged.sha256_after }}"
+
+- name: Persist the confirmed table for the next boot
+  hostfw.nftables.nft_table:
+    state: persist
+    sha256: "{{ staged.sha256_after }}"
+
+- name: Did a rollback fire?
+  hostfw.nftables.nft_table:
+    state: status
+  register: rb
+
+- name: Look for other tables that could drop failsafe traffic
+  hostfw.nftables.nft_table:
+    state: inspect
+  register: host_fw
+
+- name: Remove our table and boot unit
+  hostfw.nftables.nft_table:
+    state: remove
+"""
+
+RETURN = r"""
+changed:
+  description: For V(stage), whether the running table differs from the candidate; otherwise whether the host changed.
+  returned: always
+  type: bool
+applied:
+  description: Whether the candidate is now the running table because of this call (V(apply)), or was confirmed (V(confirm)).
+  returned: always
+  type: bool
+  sample: true
+rolled_back:
+  description: Whether the armed rollback fired and restored the snapshot (V(status), V(confirm), V(arm), V(apply)).
+  returned: always
+  type: bool
+  sample: false
+sha256_before:
+  description: sha256 of the normalised stateless listing of the running table before the call; null when absent.
+  returned: always
+  type: str
+  sample: 3f1c0e...
+sha256_after:
+  description:
+    - For V(stage), the canonical candidate hash (pass it as O(sha256) to later calls). Otherwise the running table
+      hash after the call; null when absent.
+  returned: always
+  type: str
+present_before:
+  description: Whether C(table inet hostfw) existed before the call.
+  returned: always
+  type: bool
+armed:
+  description: Whether a rollback is pending after the call.
+  returned: always
+  type: bool
+rollback:
+  description: The armed or fired rollback, if any.
+  returned: when a rollback is or was armed
+  type: dict
+  contains:
+    id:
+      description: Rollback id; the systemd unit is C(hostfw-rollback-<id>).
+      type: str
+    method:
+      description: V(systemd) or V(detached).
+      type: str
+    timeout:
+      description: Seconds from arming to firing.
+      type: int
+    armed_at:
+      description: Epoch seconds (host clock) when it was armed.
+      type: float
+    deadline:
+      description: Epoch seconds (host clock) when it fires.
+      type: float
+    fired:
+      description: Whether it fired; then also C(rc), C(finished) and C(restored_sha256).
+      type: bool
+    restored_sha256:
+      description: Hash of the listing after the restore (equals the snapshot hash, null if the table was absent).
+      type: str
+    snapshot_sha256:
+      description: Hash of the snapshot the rollback restores (null when the table was absent).
+      type: str
+unified_diff:
+  description: Unified diff running table vs candidate (V(stage)), empty when equal.
+  returned: state=stage
+  type: str
+tables:
+  description: All tables on the host as C(family name) (V(inspect)).
+  returned: state=inspect
+  type: list
+  elements: str
+findings:
+  description: Base chains/rules of other tables that could block failsafe traffic (V(inspect)).
+  returned: state=inspect
+  type: list
+  elements: dict
+ssh_connection:
+  description: The SSH connection the module runs under, or null (V(inspect)).
+  returned: state=inspect
+  type: dict
+  sample: {client_ip: 10.89.0.1, client_port: 40964, server_ip: 10.89.0.2, server_port: 22}
+canonicalised_with:
+  description: The command prefix that created the scratch namespace (V(stage)).
+  returned: state=stage
+  type: str
+  sample: unshare -n
+"""
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
+    DEFAULT_FAILSAFE_INBOUND,
+    DEFAULT_FAILSAFE_OUTBOUND,
+    ROLLBACK_PROGRAM,
+    TABLE,
+    check_listing_is_our_table,
+    dumps,
+    inspect_ruleset,
+    listing_sha256,
+    normalise_listing,
+    parse_ssh_connection,
+    parse_table_list,
+    render_apply_file,
+    render_unit,
+    ssh_connection_from_environ_blob,
+    unified_diff,
+)
+
+UNIT_NAME = "hostfw.service"
+
+
+class HostfwError(Exception):
+    def __init__(self, msg, **extra):
+        super(HostfwError, self).__init__(msg)
+        self.msg = msg
+        self.extra = extra
+
+
+class NftTable(object):
+    def __init__(self, module):
+        self.module = module
+        self.p = module.params
+        self.check = module.check_mode
+        self.state_dir = self.p["state_dir"]
+        self.nft = module.get_bin_path("nft", required=True)
+        self.result = {
+            "changed": False,
+            "applied": False,
+            "rolled_back": False,
+            "armed": False,
+            "sha256_before": None,
+            "sha256_after": None,
+            "present_before": False,
+        }
+        self._lock = None
+
+    # ---------------------------------------------------------------- helpers
+    def path(self, name):
+        return os.path.join(self.state_dir, name)
+
+    def run(self, args, check_rc=True, data=None):
+        rc, out, err = self.module.run_command(args, data=data, binary_data=True)
+        if check_rc and rc != 0:
+            raise HostfwError("command failed: %s" % " ".join(args), rc=rc, stdout=out, stderr=err)
+        return rc, out, err
+
+    def lock(self):
+        if self.check and not os.path.isdir(self.state_dir):
+            return
+        self.ensure_state_dir()
+        handle = open(self.path("lock"), "a")
+        deadline = time.time() + self.p["lock_timeout"]
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._lock = handle
+                return
+            except (IOError, OSError) as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                if time.time() >= deadline:
+                    handle.close()
+                    raise HostfwError("another hostfw run holds %s (waited %ss)" % (self.path("lock"), self.p["lock_timeout"]))
+                time.sleep(0.2)
+
+    def ensure_state_dir(self):
+        if not os.path.isdir(self.state_dir):
+            os.makedirs(self.state_dir, 0o700)
+
+    def write_atomic(self, path, text, mode=0o600):
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hostfw-")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+            os.chmod(tmp, mode)
+            os.rename(tmp, path)
+        except Exception:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def read_json(self, name):
+        try:
+            with open(self.path(name)) as handle:
+                return json.load(handle)
+        except (IOError, OSError, ValueError):
+            return None
+
+    def read_text(self, path):
+        try:
+            with open(path) as handle:
+                return handle.read()
+        except (IOError, OSError):
+            return None
+
+    def current_listing(self):
+        """Stateless listing of our running table, or None when it is absent."""
+        rc, out, err = self.run([self.nft, "list", "tables"])
+        if ("inet", "hostfw") not in parse_table_list(out):
+            return None
+        rc, out, err = self.run([self.nft, "-s", "list", "table", "inet", "hostfw"])
+        return normalise_listing(out)
+
+    def nft_check_file(self, path, what):
+        rc, out, err = self.run([self.nft, "-c", "-f", path], check_rc=False)
+        if rc != 0:
+            raise HostfwError("nft -c -f rejects the %s (%s): %s" % (what, path, err.strip()), rc=rc, stderr=err)
+
+    def scratch_prefixes(self):
+        unshare = self.module.get_bin_path("unshare")
+        if not unshare:
+            raise HostfwError("unshare (util-linux) is needed to canonicalise the candidate in a scratch network namespace")
+        tried = []
+        for prefix in ([unshare, "-n"], [unshare, "-r", "-n"]):
+            rc, out, err = self.run(prefix + [self.nft, "list", "tables"], check_rc=False)
+            if rc == 0:
+                return prefix
+            tried.append("%s: %s" % (" ".join(prefix), err.strip()))
+        raise HostfwError("cannot create a scratch network namespace to canonicalise the candidate: %s" % "; ".join(tried))
+
+    def canonicalise(self, content):
+        """Load content into an empty network namespace; return its canonical listing."""
+        prefix = self.scratch_prefixes()
+        workdir = tempfile.mkdtemp(prefix="hostfw-stage-")
+        try:
+            cand = os.path.join(workdir, "content.nft")
+            with open(cand, "w") as handle:
+                handle.write(content)
+            script = ('"$2" -f "$1" || exit 3; echo "@@HOSTFW-TABLES@@"; "$2" list tables || exit 4; '
+                      'echo "@@HOSTFW-TABLE@@"; "$2" -s list table inet hostfw 2>/dev/null || true')
+            rc, out, err = self.run(prefix + ["/bin/sh", "-c", script, "sh", cand, self.nft], check_rc=False)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        if rc == 3:
+            raise HostfwError("the candidate does not load into an empty network namespace: %s" % err.strip(), stderr=err)
+        if rc != 0 or "@@HOSTFW-TABLE@@" not in out:
+            raise HostfwError("canonicalising the candidate failed (rc=%s): %s" % (rc, err.strip()), stderr=err)
+        head, listing = out.split("@@HOSTFW-TABLE@@", 1)
+        tables = parse_table_list(head.split("@@HOSTFW-TABLES@@", 1)[1])
+        others = ["%s %s" % t for t in tables if t != ("inet", "hostfw")]
+        if others:
+            raise HostfwError("the candidate may only define %s; it also defines: %s" % (TABLE, ", ".join(others)))
+        problem = check_listing_is_our_table(listing)
+        if problem:
+            raise HostfwError(problem)
+        return normalise_listing(listing), " ".join(os.path.basename(p) if i == 0 else p for i, p in enumerate(prefix))
+
+    # ---------------------------------------------------------------- rollback bookkeeping
+    def systemd_running(self):
+        return os.path.isdir("/run/systemd/system") and bool(self.module.get_bin_path("systemctl"))
+
+    def unit_active(self, unit):
+        systemctl = self.module.get_bin_path("systemctl")
+        if not systemctl:
+            return False
+        rc, out, err = self.run([systemctl, "is-active", unit], check_rc=False)
+        return out.strip() in ("active", "activating")
+
+    def pid_alive(self, pid):
+        try:
+            with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
+                return b"rollback.py" in handle.read()
+        except (IOError, OSError, ValueError, TypeError):
+            return False
+
+    def rollback_info(self, armed):
+        """Describe an armed.json record: (pending, fired_record)."""
+        if not armed:
+            return False, None
+        fired = self.read_json("rolled-back-%s.json" % armed["id"])
+        if fired:
+            return False, fired
+        if armed["method"] == "systemd":
+            pending = self.unit_active("hostfw-rollback-%s.timer" % armed["id"]) or \
+                self.unit_active("hostfw-rollback-%s.service" % armed["id"])
+        else:
+            pending = self.pid_alive(armed.get("pid"))
+        return pending, None
+
+    def describe_rollback(self, armed, pending, fired):
+        info = dict(armed)
+        info["pending"] = pending
+        info["fired"] = bool(fired)
+        if fired:
+            info["rc"] = fired.get("rc")
+            info["finished"] = fired.get("finished")
+            info["stderr"] = fired.get("stderr")
+            info["restored_sha256"] = listing_sha256(fired.get("listing")) if fired.get("present") else None
+            info["restored_identical"] = info["restored_sha256"] == armed.get("snapshot_sha256")
+        return info
+
+    def do_arm(self, stage):
+        armed = self.read_json("armed.json")
+        pending, fired = self.rollback_info(armed)
+        if armed and pending:
+            if armed.get("stage_id") == stage["stage_id"]:
+                self.result["armed"] = True
+                self.result["rollback"] = self.describe_rollback(armed, pending, fired)
+                return False
+            raise HostfwError("a rollback of another run is pending (id %s, fires at %s): another rollout is in "
+                              "progress on this host; confirm or disarm it first" % (armed["id"], armed.get("deadline")))
+        if self.check:
+            return True
+        timeout = self.p["timeout"]
+        if timeout < 1:
+            raise HostfwError("timeout must be at least 1 second")
+        rid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+        snap_src = self.path("snapshot.nft")
+        snap = self.path("rollback-%s.nft" % rid)
+        shutil.copyfile(snap_src, snap)
+        self.nft_check_file(snap, "rollback snapshot")
+        program = self.path("rollback.py")
+        self.write_atomic(program, ROLLBACK_PROGRAM, 0o700)
+        python = self.module.get_bin_path("python3") or "/usr/bin/python3"
+        if sys.executable and os.path.exists(sys.executable):
+            python = sys.executable
+        method = self.p["rollback_method"]
+        if method == "auto":
+            method = "systemd" if self.systemd_running() else "detached"
+        record = {
+            "id": rid,
+            "method": method,
+            "timeout": timeout,
+            "armed_at": time.time(),
+            "deadline": time.time() + timeout,
+            "stage_id": stage["stage_id"],
+            "snapshot_sha256": stage.get("snapshot_sha256"),
+            "candidate_sha256": stage.get("candidate_sha256"),
+        }
+        if method == "systemd":
+            unit = "hostfw-rollback-%s" % rid
+            systemd_run = self.module.get_bin_path("systemd-run", required=True)
+            self.run([systemd_run, "--unit", unit, "--description", "hostfw.nftables rollback %s" % rid,
+                      "--on-active=%ds" % timeout, "--timer-property=AccuracySec=100ms",
+                      python, program, self.state_dir, rid, self.nft])
+            record["unit"] = unit
+        else:
+            record["pid"] = self.spawn_detached([python, program, self.state_dir, rid, self.nft, str(timeout)])
+        self.write_atomic(self.path("armed.json"), dumps(record))
+        self.result["armed"] = True
+        self.result["rollback"] = self.describe_rollback(record, True, None)
+        return True
+
+    def spawn_detached(self, argv):
+        """Double fork + setsid: the process survives the end of the SSH session."""
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # first child
+            try:
+                os.close(read_fd)
+                os.setsid()
+                grandchild = os.fork()
+                if grandchild == 0:
+                    devnull = os.open(os.devnull, os.O_RDWR)
+                    for fd in (0, 1, 2):
+                        os.dup2(devnull, fd)
+                    os.closerange(3, 65536)
+                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                    os.chdir("/")
+                    os.execv(argv[0], argv)
+                os.write(write_fd, str(grandchild).encode())
+            finally:
+                os._exit(0)
+        os.close(write_fd)
+        os.waitpid(pid, 0)
+        data = b""
+        while True:
+            chunk = os.read(read_fd, 64)
+            if not chunk:
+                break
+            data += chunk
+        os.close(read_fd)
+        return int(data or 0)
+
+    def do_disarm(self, armed):
+        """Disarm under the lock: the marker makes a racing rollback program exit untouched."""
+        with open(self.path("disarmed-%s" % armed["id"]), "w") as handle:
+            handle.write("%f\n" % time.time())
+        if armed["method"] == "systemd":
+            systemctl = self.module.get_bin_path("systemctl")
+            if systemctl:
+                self.run([systemctl, "stop", "hostfw-rollback-%s.timer" % armed["id"]], check_rc=False)
+        elif armed.get("pid") and self.pid_alive(armed["pid"]):
+            try:
+                os.kill(int(armed["pid"]), signal.SIGTERM)
+            except OSError:
+                pass
+        for name in ("armed.json", "rollback-%s.nft" % armed["id"]):
+            try:
+                os.unlink(self.path(name))
+            except OSError:
+                pass
+
+    # ---------------------------------------------------------------- operations
+    def op_stage(self):
+        content = self.p["content"]
+        if content is None or not content.strip():
+            raise HostfwError("state=stage needs content")
+        current = self.current_listing()
+        candidate, how = self.canonicalise(content)
+        cur_sha = listing_sha256(current)
+        cand_sha = listing_sha256(candidate)
+        self.result.update({
+            "present_before": current is not None,
+            "sha256_before": cur_sha,
+            "sha256_after": cand_sha,
+            "canonicalised_with": how,
+            "changed": cur_sha != cand_sha,
+        })
+        workdir = None
+        if self.check:
+            workdir = tempfile.mkdtemp(prefix="hostfw-check-")
+            cand_path = os.path.join(workdir, "candidate.nft")
+            snap_path = os.path.join(workdir, "snapshot.nft")
+        else:
+            self.ensure_state_dir()
+            cand_path = self.path("candidate.nft")
+            snap_path = self.path("snapshot.nft")
+        try:
+            self.write_atomic(cand_path, render_apply_file(candidate, "hostfw.nftables candidate\nsha256 %s" % cand_sha))
+            self.write_atomic(snap_path, render_apply_file(current, "hostfw.nftables snapshot of the running table\nsha256 %s" % cur_sha))
+            self.nft_check_file(cand_path, "candidate")
+            self.nft_check_file(snap_path, "snapshot")
+            if not self.check:
+                stage = {
+                    "stage_id": uuid.uuid4().hex,
+                    "staged_at": time.time(),
+                    "candidate_sha256": cand_sha,
+                    "snapshot_sha256": cur_sha,
+                    "snapshot_present": current is not None,
+                }
+                self.write_atomic(self.path("stage.json"), dumps(stage))
+                self.result["candidate_path"] = cand_path
+                self.result["snapshot_path"] = snap_path
+        finally:
+            if workdir:
+                shutil.rmtree(workdir, ignore_errors=True)
+        self.result["unified_diff"] = unified_diff(current, candidate)
+        if self.module._diff:
+            self.result["diff"] = {
+                "before": normalise_listing(current),
+                "after": candidate,
+                "before_header": "running: %s" % TABLE,
+                "after_header": "candidate: %s" % TABLE,
+            }
+        armed = self.read_json("armed.json")
+        pending, fired = self.rollback_info(armed)
+        self.result["armed"] = pending
+        if pending:
+            self.module.warn("a rollback (id %s) is pending on this host: another rollout may be in progress" % armed["id"])
+
+    def load_stage(self):
+        stage = self.read_json("stage.json")
+        if not stage or not os.path.exists(self.path("candidate.nft")):
+            raise HostfwError("nothing is staged in %s: run state=stage first" % self.state_dir)
+        if self.p["sha256"] and self.p["sha256"] != stage["candidate_sha256"]:
+            raise HostfwError("the staged candidate (sha256 %s) is not the expected one (%s): another run staged "
+                              "in between; stage again" % (stage["candidate_sha256"], self.p["sha256"]))
+        return stage
+
+    def op_arm(self):
+        if self.check and not os.path.exists(self.path("stage.json")):
+            self.result["changed"] = True
+            return
+        stage = self.load_stage()
+        current = self.current_listing()
+        self.result["sha256_before"] = self.result["sha256_after"] = listing_sha256(current)
+        self.result["present_before"] = current is not None
+        if listing_sha256(current) != stage["snapshot_sha256"]:
+            raise HostfwError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage again"
+                              % (listing_sha256(current), stage["snapshot_sha256"]))
+        self.result["changed"] = self.do_arm(stage)
+
+    def op_apply(self):
+        if self.check and not os.path.exists(self.path("stage.json")):
+            self.result["changed"] = True
+            return
+        stage = self.load_stage()
+        current = self.current_listing()
+        cur_sha = listing_sha256(current)
+        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+        if cur_sha == stage["candidate_sha256"]:
+            armed = self.read_json("armed.json")
+            pending, fired = self.rollback_info(armed)
+            self.result["armed"] = pending
+            return  # already the candidate
+        if cur_sha != stage["snapshot_sha256"]:
+            raise HostfwError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage again"
+                              % (cur_sha, stage["snapshot_sha256"]))
+        if self.check:
+            self.result["changed"] = True
+            self.result["sha256_after"] = stage["candidate_sha256"]
+            return
+        self.do_arm(stage)
+        armed = self.read_json("armed.json")
+        rc, out, err = self.run([self.nft, "-f", self.path("candidate.nft")], check_rc=False)
+        if rc != 0:
+            self.do_disarm(armed)
+            self.result["armed"] = False
+            raise HostfwError("nft -f of the candidate failed, nothing changed, rollback disarmed: %s" % err.strip(),
+                              rc=rc, stderr=err)
+        after = listing_sha256(self.current_listing())
+        self.result.update({"changed": True, "applied": True, "sha256_after": after})
+        if after != stage["candidate_sha256"]:
+            raise HostfwError("after nft -f the running table hashes to %s, not to the candidate %s; the armed "
+                              "rollback will restore the snapshot" % (after, stage["candidate_sha256"]))
+
+    def op_confirm(self, verify=True):
+        if verify and not self.p["sha256"]:
+            raise HostfwError("state=confirm needs sha256 (the candidate hash returned by state=stage)")
+        armed = self.read_json("armed.json")
+        pending, fired = self.rollback_info(armed)
+        current = self.current_listing()
+        cur_sha = listing_sha256(current)
+        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+        if fired:
+            info = self.describe_rollback(armed, pending, fired)
+            self.result.update({"rolled_back": True, "rollback": info})
+            raise HostfwError("the rollback %s fired at %s before the confirmation: table inet hostfw was restored to "
+                              "its previous state (sha256 %s)" % (armed["id"], time.strftime(
+                                  "%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired.get("finished", 0))), info["restored_sha256"]))
+        if verify and cur_sha != self.p["sha256"]:
+            self.result["armed"] = pending
+            raise HostfwError("the running table inet hostfw (sha256 %s) is not the candidate (%s); %s"
+                              % (cur_sha, self.p["sha256"], "the rollback stays armed and will restore the snapshot"
+                                 if pending else "no rollback is armed"))
+        if not armed:
+            self.result["applied"] = verify
+            return
+        self.result["rollback"] = self.describe_rollback(armed, pending, None)
+        if self.check:
+            self.result["changed"] = True
+            self.result["armed"] = pending
+            return
+        self.do_disarm(armed)
+        self.result["rollback"]["pending"] = False
+        self.result.update({"changed": True, "applied": verify, "armed": False})
+        self.write_atomic(self.path("confirmed.json"), dumps({"id": armed["id"], "sha256": cur_sha, "at": time.time(),
+                                                               "verified": verify}))
+
+    def op_status(self):
+        armed = self.read_json("armed.json")
+        pending, fired = self.rollback_info(armed)
+        current = self.current_listing()
+        cur_sha = listing_sha256(current)
+        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None,
+                            "armed": pending, "rolled_back": bool(fired)})
+        if armed:
+            self.result["rollback"] = self.describe_rollback(armed, pending, fired)
+            if not pending and not fired:
+                self.result["rollback"]["stale"] = True
+        self.result["confirmed"] = self.read_json("confirmed.json")
+
+    def op_persist(self):
+        armed = self.read_json("armed.json")
+        pending, fired = self.rollback_info(armed)
+        if pending:
+            raise HostfwError("a rollback (id %s) is armed: confirm the running table before persisting it" % armed["id"])
+        current = self.current_listing()
+        cur_sha = listing_sha256(current)
+        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+        if current is None:
+            raise HostfwError("table inet hostfw is not loaded: nothing to persist (use state=remove to drop persistence)")
+        if self.p["sha256"] and cur_sha != self.p["sha256"]:
+            if self.check:
+                # the candidate was not applied in check mode: it would be persisted after apply
+                self.result["changed"] = True
+                return
+            raise HostfwError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
+                              % (cur_sha, self.p["sha256"]))
+        path = self.p["persist_path"]
+        text = render_apply_file(current, "hostfw.nftables: last confirmed table inet hostfw, loaded by %s\nsha256 %s"
+                                 % (UNIT_NAME, cur_sha))
+        old = self.read_text(path)
+        changed = False
+        diffs = []
+        if old != text:
+            changed = True
+            diffs.append({"before": old or "", "after": text, "before_header": path, "after_header": path})
+            if not self.check:
+                self.write_atomic(path, text, 0o600)
+                self.nft_check_file(path, "persisted file")
+        unit_text = render_unit(self.nft, path)
+        unit_path = self.p["unit_path"]
+        old_unit = self.read_text(unit_path)
+        if old_unit != unit_text:
+            changed = True
+            diffs.append({"before": old_unit or "", "after": unit_text, "before_header": unit_path,
+                          "after_header": unit_path})
+            if not self.check:
+                self.write_atomic(unit_path, unit_text, 0o644)
+        systemctl = self.module.get_bin_path("systemctl")
+        if systemctl:
+            if self.systemd_running() and old_unit != unit_text and not self.check:
+                self.run([systemctl, "daemon-reload"])
+            rc, out, err = self.run([systemctl, "is-enabled", UNIT_NAME], check_rc=False)
+            if out.strip() != "enabled":
+                changed = True
+                if not self.check:
+                    self.run([systemctl, "enable", UNIT_NAME])
+        else:
+            self.module.warn("systemctl not found: %s written but not enabled" % unit_path)
+        self.result["changed"] = changed
+        self.result["persist_path"] = path
+        self.result["unit_path"] = unit_path
+        if self.module._diff and diffs:
+            self.result["diff"] = diffs
+
+    def op_remove(self):
+        changed = False
+        armed = self.read_json("armed.json")
+        if armed:
+            changed = True
+            if not self.check:
+                self.do_disarm(armed)
+        current = self.current_listing()
+        self.result.update({"sha256_before": listing_sha256(current), "present_before": current is not None})
+        if current is not None:
+            changed = True
+            if not self.check:
+                self.run([self.nft, "delete", "table", "inet", "hostfw"])
+        systemctl = self.module.get_bin_path("systemctl")
+        unit_path = self.p["unit_path"]
+        if os.path.exists(unit_path):
+            changed = True
+            if not self.check:
+                if systemctl:
+                    self.run([systemctl, "disable", UNIT_NAME], check_rc=False)
+                os.unlink(unit_path)
+                if systemctl and self.systemd_running():
+                    self.run([systemctl, "daemon-reload"], check_rc=False)
+        if os.path.exists(self.p["persist_path"]):
+            changed = True
+            if not self.check:
+                os.unlink(self.p["persist_path"])
+        if not self.check:
+            for name in ("candidate.nft", "snapshot.nft", "stage.json", "confirmed.json"):
+                try:
+                    os.unlink(self.path(name))
+                except OSError:
+                    pass
+        self.result["changed"] = changed
+
+    def op_inspect(self):
+        rc, out, err = self.run([self.nft, "-j", "list", "ruleset"])
+        try:
+            data = json.loads(out or "{}")
+        except ValueError as exc:
+            raise HostfwError("cannot parse nft -j list ruleset: %s" % exc)
+        inbound = self.p["failsafe_inbound"]
+        outbound = self.p["failsafe_outbound"]
+        tables, findings = inspect_ruleset(
+            data,
+            DEFAULT_FAILSAFE_INBOUND if inbound is None else inbound,
+            DEFAULT_FAILSAFE_OUTBOUND if outbound is None else outbound,
+        )
+        current = self.current_listing()
+        cur_sha = listing_sha256(current)
+        rc, version, err = self.run([self.nft, "--version"], check_rc=False)
+        self.result.update({
+            "tables": tables,
+            "findings": findings,
+            "sha256_before": cur_sha,
+            "sha256_after": cur_sha,
+            "present_before": current is not None,
+            "ssh_connection": self.find_ssh_connection(),
+            "nft_version": version.strip(),
+        })
+        armed = self.read_json("armed.json")
+        self.result["armed"] = self.rollback_info(armed)[0]
+        for finding in findings:
+            self.module.warn("hostfw: another table may block failsafe traffic: %s" % finding["reason"])
+
+    @staticmethod
+    def find_ssh_connection():
+        """SSH_CONNECTION of this process or the nearest ancestor (become/sudo resets the environment)."""
+        value = os.environ.get("SSH_CONNECTION")
+        pid = os.getpid()
+        for dummy in range(32):
+            if value:
+                break
+            try:
+                with open("/proc/%d/stat" % pid) as handle:
+                    pid = int(handle.read().rsplit(")", 1)[1].split()[1])
+                if pid <= 1:
+                    break
+                with open("/proc/%d/environ" % pid, "rb") as handle:
+                    value = ssh_connection_from_environ_blob(handle.read())
+            except (IOError, OSError, ValueError, IndexError):
+                break
+        return parse_ssh_connection(value)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type="str", required=True,
+                       choices=["stage", "arm", "apply", "confirm", "disarm", "status", "persist", "remove", "inspect"]),
+            content=dict(type="str"),
+            sha256=dict(type="str"),
+            timeout=dict(type="int", default=60),
+            rollback_method=dict(type="str", default="auto", choices=["auto", "systemd", "detached"]),
+            state_dir=dict(type="path", default="/run/hostfw"),
+            persist_path=dict(type="path", default="/etc/hostfw/hostfw.nft"),
+            unit_path=dict(type="path", default="/etc/systemd/system/hostfw.service"),
+            failsafe_inbound=dict(type="list", elements="dict"),
+            failsafe_outbound=dict(type="list", elements="dict"),
+            lock_timeout=dict(type="int", default=60),
+        ),
+        required_if=[("state", "stage", ["content"]), ("state", "confirm", ["sha256"])],
+        supports_check_mode=True,
+    )
+    table = NftTable(module)
+    state = module.params["state"]
+    try:
+        if state != "inspect":
+            table.lock()
+        {
+            "stage": table.op_stage,
+            "arm": table.op_arm,
+            "apply": table.op_apply,
+            "confirm": table.op_confirm,
+            "disarm": lambda: table.op_confirm(verify=False),
+            "status": table.op_status,
+            "persist": table.op_persist,
+            "remove": table.op_remove,
+            "inspect": table.op_inspect,
+        }[state]()
+    except HostfwError as exc:
+        result = dict(table.result)
+        result.update(exc.extra)
+        module.fail_json(msg=exc.msg, **result)
+    module.exit_json(**table.result)
+
+
+if __name__ == "__main__":
+    main()
