@@ -30,3 +30,11 @@ if [ "$(id -u)" != 0 ] || ! command -v nft >/dev/null 2>&1 || ! command -v ip >/
     exit 0
 fi
 python3 scripts/prove-matrix.py "$OUT" "$INV"
+
+echo
+echo "== 4. roll the demo out to local containers over SSH and prove the matrix between them"
+if [ -x scripts/demo-containers.sh ]; then
+    scripts/demo-containers.sh "$OUT" "$INV"
+else
+    echo "skipped: scripts/demo-containers.sh is not there"
+fi
