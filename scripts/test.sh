@@ -144,6 +144,20 @@ stage_build() {
         export ANSIBLE_COLLECTIONS_PATH="$tmp/collections"
         "$PY" "$ROOT/scripts/check-plugin-docs.py" "$inst"
     ) || rc=1
+    (
+        # A real render with the installed collection: the example inventory, no checkout on the path.
+        cd "$tmp"
+        cp -r "$ROOT/examples/two-node-cluster" "$tmp/inventory"
+        echo "-- render examples/two-node-cluster with the installed collection"
+        ANSIBLE_COLLECTIONS_PATH="$tmp/collections" ansible-playbook -i "$tmp/inventory/inventory.yml" hostfw.nftables.render \
+            -e "hostfw_output_dir=$tmp/render" >"$tmp/render.log" 2>&1 || { cat "$tmp/render.log"; exit 1; }
+        for f in policy-llm-control-plane.nft policy-llm-worker.nft matrix.json matrix.md; do
+            [[ -s "$tmp/render/$f" ]] || { echo "FAIL: the render wrote no $f" >&2; exit 1; }
+        done
+        "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); assert len(m["cells"]) == 20, len(m["cells"])' \
+            "$tmp/render/matrix.json" || exit 1
+        echo "rendered the tables and the matrix (20 cells) with the installed collection"
+    ) || rc=1
     return $rc
 }
 
