@@ -307,3 +307,39 @@ def test_zz_enough_random_flows_were_compared():
         pytest.skip("run together with the other differential tests")
     print("kernel and evaluator agreed on %d connections" % TOTAL_FLOWS["count"])
     assert TOTAL_FLOWS["count"] >= 500, TOTAL_FLOWS["count"]
+
+
+FOREIGN = """table ip filter {
+	chain DOCKER { }
+	chain FORWARD { type filter hook forward priority filter; policy drop; jump DOCKER; }
+}
+table ip kube-proxy {
+	set cluster-ips { type ipv4_addr; elements = { 10.96.0.1 } }
+	chain filter-input { type filter hook input priority -110; policy accept; ip daddr @cluster-ips counter accept; }
+}
+"""
+
+
+def test_rendered_tables_replace_only_their_own_table():
+    """nft -f of a rendered file into a namespace that has other tables, then again over itself and
+    over an older version: only table inet hostfw changes, the others stay byte-identical."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from worlds import rich_world
+    comp = compile_documents(rich_world())
+    older = compile_documents(rich_world()[:6]).ruleset("n1")
+    with netlab.Lab() as lab:
+        node = lab.add_node("n1", ["10.0.0.1"])
+        rc, err = node.load_nft(FOREIGN)
+        assert rc == 0, err
+        before = node.nft("list table ip filter").stdout + node.nft("list table ip kube-proxy").stdout
+        listings = []
+        for text in (older, comp.ruleset("n1"), comp.ruleset("n1")):
+            rc, err = node.load_nft(text)
+            assert rc == 0, err
+            after = node.nft("list table ip filter").stdout + node.nft("list table ip kube-proxy").stdout
+            assert after == before
+            listings.append(node.list_table(stateless=True))
+        assert node.nft("list tables").stdout.split("\n").count("table inet hostfw") == 1
+        assert listings[0] != listings[1], "the older version must have been replaced"
+        assert listings[1] == listings[2], "reloading the same file must give the same table"
+        assert "in/default/node-mesh" in listings[2]
