@@ -191,11 +191,6 @@ class HostPlan:
     def is_workload_iface(self, iface: str) -> bool:
         return any(iface.startswith(p) for p in self.felix.interface_prefixes)
 
-    def signature(self) -> Tuple:
-        """Everything the rendered table depends on (hosts with equal signatures share output)."""
-        return (tuple((ep.hep.name, ep.iface, ep.tiers, tuple(p.name for p in ep.profiles)) for ep in self.endpoints),
-                self.felix)
-
 
 # --------------------------------------------------------------------------------------------
 # The model
@@ -517,10 +512,13 @@ class Model:
         return hit
 
     def endpoint_plan(self, hep: api.HostEndpoint, iface: str) -> EndpointPlan:
-        key = (hep, iface, hep.profiles, frozenset(hep.labels.items()))
+        """The plan of one endpoint.  The tiers depend only on the labels, the profiles and whether
+        the endpoint is "*", so endpoints alike (hosts of one role) share them."""
+        key = (frozenset(hep.labels.items()), hep.profiles, iface == WILDCARD)
         hit = self._endpoint_cache.get(key)
         if hit is not None:
-            return hit
+            tiers, profiles = hit
+            return EndpointPlan(hep, iface, tiers, profiles)
         labels = self.effective_labels(hep.labels, hep.profiles)
         selected = self.policies_selecting(labels)
         buckets: Dict[Tuple[str, str], Dict[str, List[api.Policy]]] = {}
@@ -544,9 +542,16 @@ class Model:
                     plans.append(TierPlan(tier, tuple(pols), default))
                 tiers.append(((cls, direction), tuple(plans)))
         profiles = tuple(self.world.profiles[n] for n in hep.profiles if n in self.world.profiles)
-        plan = EndpointPlan(hep, iface, tuple(tiers), profiles)
-        self._endpoint_cache[key] = plan
-        return plan
+        self._endpoint_cache[key] = (tuple(tiers), profiles)
+        return EndpointPlan(hep, iface, tuple(tiers), profiles)
+
+    def has_pass(self, policy: api.Policy, direction: str) -> bool:
+        key = ("pass", policy.kind, policy.namespace, policy.name, direction)
+        hit = self._rules_cache.get(key)
+        if hit is None:
+            hit = any(r.action == "Pass" for r in self.policy_rules(policy, direction))
+            self._rules_cache[key] = hit
+        return hit
 
     @staticmethod
     def _placements(p: api.Policy):

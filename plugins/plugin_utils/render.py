@@ -88,6 +88,14 @@ class NftSet:
 class NftRule:
     expr: str
     comment: Optional[str] = None
+    _line: Optional[str] = None
+
+    @property
+    def line(self) -> str:
+        """The rule as printed, formatted once (rules of shared and inlined policies are reused)."""
+        if self._line is None:
+            self._line = self.expr + (' comment "%s"' % self.comment if self.comment else "")
+        return self._line
 
 
 @dataclass
@@ -134,8 +142,8 @@ CHAIN_TEMPLATE = """\
 {%- if c.hook %}
 \t\t{{ c.hook }}
 {%- endif %}
-{%- for r in c.rules %}
-\t\t{{ r.expr }}{% if r.comment %} comment "{{ r.comment }}"{% endif %}
+{%- for line in lines %}
+\t\t{{ line }}
 {%- endfor %}
 \t}
 """
@@ -164,7 +172,7 @@ def set_text(s: "NftSet") -> str:
 
 def chain_text(c: "NftChain") -> str:
     if c.text is None:
-        c.text = _CHAIN.render(c=c)
+        c.text = _CHAIN.render(c=c, lines=[r.line for r in c.rules])
     return c.text
 
 
@@ -177,6 +185,7 @@ class Renderer:
         # by every host: per-host work is the endpoint chains and a join of cached text.
         self.shared_chains: Dict[Tuple, Tuple[NftChain, Dict[str, NftSet]]] = {}
         self.shared_sets: Dict[str, NftSet] = {}
+        self.inlined_rules: Dict[Tuple, List[NftRule]] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -384,17 +393,22 @@ class _HostRenderer:
 
     def inline_policy(self, chain: NftChain, policy: api.Policy, direction: str, mode: str, guard: str) -> None:
         """Put a policy's rules straight into an endpoint chain (no jump, no chain of its own)."""
+        key = ("policy", policy.kind, policy.namespace, policy.name, direction, mode)
         inlined: Dict[str, NftChain] = {}
-        self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode),
-                         lambda: self._build_policy_chain(policy, direction, mode), inlined)
-        source = next(iter(inlined.values()))
-        chain.rules.append(NftRule("# " + comment("tier %s policy %s %s (inlined: only this endpoint uses it)"
-                                                  % (policy.tier, policy.name, direction))))
-        for rule in source.rules:
-            if guard and not rule.expr.startswith("#"):
-                chain.rules.append(NftRule(guard + rule.expr, rule.comment))
-            else:
-                chain.rules.append(rule)
+        self._use_shared(key, lambda: self._build_policy_chain(policy, direction, mode), inlined)
+        cache = self.shared.inlined_rules if self.shared is not None else {}
+        rules = cache.get(key + (guard,))
+        if rules is None:
+            source = next(iter(inlined.values()))
+            rules = [NftRule("# " + comment("tier %s policy %s %s (inlined: only this endpoint uses it)"
+                                            % (policy.tier, policy.name, direction)))]
+            for rule in source.rules:
+                if guard and not rule.expr.startswith("#"):
+                    rules.append(NftRule(guard + rule.expr, rule.comment))
+                else:
+                    rules.append(rule)
+            cache[key + (guard,)] = rules
+        chain.rules.extend(rules)
 
     def _inlinable(self, policy: api.Policy, direction: str, mode: str) -> bool:
         """Inline when this table uses the policy (in this direction and mode) from one place
@@ -402,7 +416,7 @@ class _HostRenderer:
         (Pass must leave the policy, which only a chain of its own can do)."""
         if mode == MODE_FORWARD or self.usage.get((policy.kind, policy.namespace, policy.name, direction, mode)) != 1:
             return False
-        return not any(r.action == "Pass" for r in self.model.policy_rules(policy, direction))
+        return not self.model.has_pass(policy, direction)
 
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
         name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
@@ -434,7 +448,7 @@ class _HostRenderer:
         return chain
 
     def _uses_pass(self, tp: TierPlan, direction: str) -> bool:
-        return any(r.action == "Pass" for p in tp.policies for r in self.model.policy_rules(p, direction))
+        return any(self.model.has_pass(p, direction) for p in tp.policies)
 
     def _tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
         mode = CLASS_MODE[cls]
