@@ -69,7 +69,7 @@ pytest_run() {
 }
 
 stage_unit() {
-    pytest_run tests/unit
+    pytest_run tests/unit tests/integration
 }
 
 stage_dataplane() {

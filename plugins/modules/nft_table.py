@@ -777,6 +777,11 @@ class NftTable(object):
         cur_sha = listing_sha256(current)
         self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
         if current is None:
+            if self.check and self.p["sha256"]:
+                # Check mode on a host without our table yet: the candidate would be applied first,
+                # then persisted.
+                self.result["changed"] = True
+                return
             raise HostfwError("table inet hostfw is not loaded: nothing to persist (use state=remove to drop persistence)")
         if self.p["sha256"] and cur_sha != self.p["sha256"]:
             if self.check:

@@ -23,6 +23,10 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
 ALLOW = "allow"
 DENY = "deny"
 
+# Felix's cali-wl-to-host chain accepts these ICMPv6 types (MLD, router solicitation, neighbour
+# solicitation and advertisement) from local workloads before DefaultEndpointToHostAction.
+WORKLOAD_ICMPV6_TYPES = (130, 131, 132, 133, 135, 136)
+
 NEW = "new"
 ESTABLISHED = "established"
 RELATED = "related"
@@ -309,6 +313,9 @@ class Evaluator:
         if v is not None:
             return v
         if workload:
+            if pkt.protocol == 58 and pkt.icmp_type in WORKLOAD_ICMPV6_TYPES:
+                return Verdict(ALLOW, "workload to host: ICMPv6 type %d (MLD or neighbour discovery) is always "
+                               "allowed" % pkt.icmp_type, trace)
             action = plan.felix.default_endpoint_to_host_action
             verdict = DENY if action == "Drop" else ALLOW
             return Verdict(verdict, "workload to host: defaultEndpointToHostAction %s" % action, trace)

@@ -17,6 +17,7 @@ rules are cached, so hosts with the same labels and policies share all compiled 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
@@ -585,6 +586,17 @@ class Model:
         def excluded(name: str) -> bool:
             return any(name.startswith(p) for p in felix.interface_prefixes)
 
+        def ignored(name: str) -> bool:
+            """interfaceExclude (names or /regex/): never a named host endpoint's interface (4.1);
+            the "*" endpoint still covers it (4.2)."""
+            for item in felix.interface_exclude:
+                if len(item) > 1 and item.startswith("/") and item.endswith("/"):
+                    if re.search(item[1:-1], name):
+                        return True
+                elif item == name:
+                    return True
+            return False
+
         # 4.2: named (or IP-matched) HEPs per interface, smallest HEP name wins; "*" separately.
         claims: Dict[str, List[api.HostEndpoint]] = {}
         wildcards = []
@@ -598,11 +610,16 @@ class Model:
                                     "it is never enforced" % (hep.name, hep.interface_name,
                                                               ",".join(felix.interface_prefixes)))
                     continue
+                if ignored(hep.interface_name):
+                    warnings.append("HostEndpoint %s names %s, an interface of interfaceExclude (%s): it is never "
+                                    "enforced" % (hep.name, hep.interface_name, ",".join(felix.interface_exclude)))
+                    continue
                 claims.setdefault(hep.interface_name, []).append(hep)
             else:
                 ips = set(hep.expected_ips)
                 matched = [ifname for ifname, addrs in sorted(known.items())
-                           if ips & {str(a).split("/", maxsplit=1)[0] for a in addrs} and not excluded(ifname)]
+                           if ips & {str(a).split("/", maxsplit=1)[0] for a in addrs}
+                           and not excluded(ifname) and not ignored(ifname)]
                 if not matched:
                     warnings.append("HostEndpoint %s has no interfaceName and none of its expectedIPs (%s) is on a "
                                     "known interface of host %s (set hostfw_interfaces): it is not enforced"

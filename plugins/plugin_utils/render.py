@@ -32,6 +32,7 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import WORKLOAD_ICMPV6_TYPES
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
     EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, AddrRef, CompiledRule, EndpointPlan, HostPlan,
     Match, Model, NamedPortRef, Side, TierPlan)
@@ -596,6 +597,9 @@ class _HostRenderer:
         inp = NftChain("filter-input", "type filter hook input priority filter; policy accept;")
         action = {"Drop": "drop", "Accept": "accept", "Return": "return"}[plan.felix.default_endpoint_to_host_action]
         for p in prefixes:
+            inp.add('iifname "%s*" meta l4proto ipv6-icmp icmpv6 type { %s } accept'
+                    % (p, ", ".join(str(t) for t in WORKLOAD_ICMPV6_TYPES)),
+                    "workload to host: MLD and neighbour discovery, as Felix")
             inp.add('iifname "%s*" %s' % (p, "counter " + action if action == "drop" else action),
                     "workload to host: defaultEndpointToHostAction %s" % plan.felix.default_endpoint_to_host_action)
         if has_raw[INGRESS] or has_pre:

@@ -397,3 +397,26 @@ def test_rule_nets_accept_a_bare_address():
     assert w.inbound(TCP, 80, src="10.1.1.1").reason == "tier default policy one ingress rule 0 (Allow)"
     assert not w.inbound(TCP, 80, src="10.1.1.2").allowed
     assert w.inbound(TCP, 80, src="fd00::77", dst=HOST_IP6).reason == "tier default policy one ingress rule 1 (Allow)"
+
+
+def test_workload_to_host_icmpv6_allowance():
+    """calico-semantics 6: MLD and neighbour discovery from local workloads pass before
+    DefaultEndpointToHostAction (Drop by default); echo requests do not."""
+    w = World(hep("all", iface="*"))
+    for icmp_type in (130, 131, 132, 133, 135, 136):
+        v = w.inbound(ICMPV6, src="fe80::1", dst=HOST_IP6, iface="cali1234", icmp_type=icmp_type, icmp_code=0)
+        assert v.allowed, icmp_type
+    assert not w.inbound(ICMPV6, src="fe80::1", dst=HOST_IP6, iface="cali1234", icmp_type=128, icmp_code=0).allowed
+    assert not w.inbound(ICMPV6, src="fe80::1", dst=HOST_IP6, iface="cali1234", icmp_type=134, icmp_code=0).allowed
+
+
+def test_interface_exclude_keeps_named_endpoints_off_but_wildcard_on():
+    w = World(hep("all", iface="*"), hep("ipvs", iface="kube-ipvs0", labels={"x": "y"}),
+              gnp("allow-x", selector="x == 'y'", ingress=[allow_rule()]))
+    assert [ep.hep.name for ep in w.plan().endpoints] == ["all"]
+    assert any("interfaceExclude" in x for x in w.plan().warnings)
+    assert not w.inbound(TCP, 80, iface="kube-ipvs0").allowed  # the "*" endpoint covers it
+    w = World(hep("all", iface="*"), hep("dummy", iface="dummy7", labels={"x": "y"}),
+              gnp("allow-x", selector="x == 'y'", ingress=[allow_rule()]),
+              felix(interfaceExclude="kube-ipvs0,/^dummy[0-9]+$/"))
+    assert [ep.hep.name for ep in w.plan().endpoints] == ["all"]
