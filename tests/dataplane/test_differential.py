@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import netlab  # noqa: E402
+from worlds import doc, rich_world  # noqa: E402
 from differential import DataplaneWorld, report  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents, compile_inventory  # noqa: E402
@@ -32,15 +34,6 @@ DEMO = os.path.join(ROOT, "examples", "two-node-cluster")
 PROBES = (("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 8080), ("udp", 80), ("udp", 53), ("icmp", None))
 STRANGERS = ("198.51.100.7", "2001:db8:99::7")
 TOTAL_FLOWS = {"count": 0}
-
-
-def doc(kind, name, spec, labels=None, namespace=None):
-    meta = {"name": name}
-    if labels:
-        meta["labels"] = labels
-    if namespace:
-        meta["namespace"] = namespace
-    return {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": meta, "spec": spec}
 
 
 def hep(name, node, ips, iface="*", labels=None, profiles=()):
@@ -179,8 +172,6 @@ def test_v12_staged_and_failsafe_configuration():
 
 
 def test_rich_world_every_feature_at_once():
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from worlds import rich_world
     check_world(rich_world(), probes=[("tcp", 22), ("tcp", 443), ("tcp", 8050), ("tcp", 9100), ("tcp", 30080),
                                       ("udp", 53), ("udp", 11211), ("icmp", None)],
                 extra=STRANGERS + ("203.0.113.9", "192.0.2.77"))
@@ -323,8 +314,6 @@ table ip kube-proxy {
 def test_rendered_tables_replace_only_their_own_table():
     """nft -f of a rendered file into a namespace that has other tables, then again over itself and
     over an older version: only table inet hostfw changes, the others stay byte-identical."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from worlds import rich_world
     comp = compile_documents(rich_world())
     older = compile_documents(rich_world()[:6]).ruleset("n1")
     with netlab.Lab() as lab:

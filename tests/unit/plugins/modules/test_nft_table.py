@@ -164,3 +164,13 @@ def test_inspect_custom_failsafes_and_empty():
                                             failsafe_outbound=[])
     assert findings == []
     assert _nft.inspect_ruleset({}) == ([], [])
+
+
+def test_target_side_failsafe_defaults_match_the_compiler():
+    """module_utils (target side) cannot import the controller core: keep its copy of the
+    "Protect hosts" failsafe defaults equal to the compiler's."""
+    from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
+    from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
+    for target, core in ((_nft.DEFAULT_FAILSAFE_INBOUND, api.DEFAULT_FAILSAFE_INBOUND),
+                         (_nft.DEFAULT_FAILSAFE_OUTBOUND, api.DEFAULT_FAILSAFE_OUTBOUND)):
+        assert [(e["protocol"], e["port"]) for e in target] == [(e.protocol, e.port) for e in core]
