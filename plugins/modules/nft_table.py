@@ -124,16 +124,20 @@ options:
 attributes:
   check_mode:
     support: full
+    description: Can run in check_mode and return changed status prediction without modifying the target.
     details:
       - V(stage) compares in check mode without writing anything; V(arm), V(apply), V(confirm), V(disarm),
         V(persist) and V(remove) change nothing and predict RV(changed).
   diff_mode:
     support: full
+    description: Will return details on what has changed (or possibly needs changing in check_mode).
     details:
       - V(stage) returns the unified diff running table vs candidate (canonical listings); V(persist) the diff
         of O(persist_path).
   platform:
+    support: full
     platforms: posix
+    description: Linux hosts with nftables.
 notes:
   - Needs root (C(CAP_NET_ADMIN)) and the C(nft) binary; the scratch namespace needs C(unshare) from util-linux.
   - In an unprivileged user namespace (the C(unshare -r -n) fallback) nftables transactions of more than a few
@@ -147,7 +151,7 @@ seealso:
   - module: community.general.iptables_state
     description: The iptables rollback design this module follows, with the timer moved into systemd.
 author:
-  - hostfw.nftables contributors
+  - hostfw.nftables contributors (@hostfw)
 """
 
 EXAMPLES = r"""
@@ -752,8 +756,8 @@ class NftTable(object):
         self.do_disarm(armed)
         self.result["rollback"]["pending"] = False
         self.result.update({"changed": True, "applied": verify, "armed": False})
-        self.write_atomic(self.path("confirmed.json"), dumps({"id": armed["id"], "sha256": cur_sha, "at": time.time(),
-                                                               "verified": verify}))
+        record = {"id": armed["id"], "sha256": cur_sha, "at": time.time(), "verified": verify}
+        self.write_atomic(self.path("confirmed.json"), dumps(record))
 
     def op_status(self):
         armed = self.read_json("armed.json")

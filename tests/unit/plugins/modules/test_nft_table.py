@@ -2,12 +2,8 @@
 
 import hashlib
 import json
-import os
 import subprocess
 import sys
-import tempfile
-
-import pytest
 
 from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
 

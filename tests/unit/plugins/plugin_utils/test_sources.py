@@ -261,16 +261,17 @@ def test_manifests_are_the_union_of_all_hosts_patterns(tmp_path):
 
 
 def test_host_endpoints_flat_and_document_forms():
+    endpoints = [
+        {"interfaceName": "eth0", "expectedIPs": ["10.0.0.5"], "labels": {"zone": "b"}},
+        {"interfaceName": "*", "profiles": [api.DEFAULT_ALLOW_PROFILE]},
+        {"name": "node1-mgmt", "expectedIPs": ["192.0.2.5"]},
+        {"interfaceName": "br_Lan0"},
+        {"metadata": {"labels": {"x": "y"}}, "spec": {"interfaceName": "eth1"}},
+        {"apiVersion": V3, "kind": "HostEndpoint", "metadata": {"name": "custom"},
+         "spec": {"node": "elsewhere", "interfaceName": "eth2"}},
+    ]
     hv = {"hostfw_node_name": "node1", "hostfw_labels": {"role": "worker", "zone": "a"},
-          "hostfw_host_endpoints": [
-              {"interfaceName": "eth0", "expectedIPs": ["10.0.0.5"], "labels": {"zone": "b"}},
-              {"interfaceName": "*", "profiles": [api.DEFAULT_ALLOW_PROFILE]},
-              {"name": "node1-mgmt", "expectedIPs": ["192.0.2.5"]},
-              {"interfaceName": "br_Lan0"},
-              {"metadata": {"labels": {"x": "y"}}, "spec": {"interfaceName": "eth1"}},
-              {"apiVersion": V3, "kind": "HostEndpoint", "metadata": {"name": "custom"},
-               "spec": {"node": "elsewhere", "interfaceName": "eth2"}},
-              ]}
+          "hostfw_host_endpoints": endpoints}
     world, inv = sources.load_world({"web1": hv}, "/")
     heps = world.host_endpoints
     assert sorted(heps) == ["custom", "node1-all", "node1-br-lan0", "node1-eth0", "node1-eth1", "node1-mgmt"]
