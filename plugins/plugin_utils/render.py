@@ -44,7 +44,8 @@ MARK_FWD = 0x40000
 MARK_ALL = MARK_ACCEPT | MARK_PASS | MARK_FWD
 MASK_32 = 0xFFFFFFFF
 
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+# nft keywords only: other names (ipv6-icmp) are looked up in /etc/protocols, which minimal hosts lack.
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6", 132: "sctp", 136: "udplite"}
 PORT_PROTO_NAMES = {6: "tcp", 17: "udp", 132: "sctp"}
 DEFAULT_LOG_LIMIT = "10/second burst 20 packets"
 
@@ -597,7 +598,7 @@ class _HostRenderer:
         inp = NftChain("filter-input", "type filter hook input priority filter; policy accept;")
         action = {"Drop": "drop", "Accept": "accept", "Return": "return"}[plan.felix.default_endpoint_to_host_action]
         for p in prefixes:
-            inp.add('iifname "%s*" meta l4proto ipv6-icmp icmpv6 type { %s } accept'
+            inp.add('iifname "%s*" meta l4proto icmpv6 icmpv6 type { %s } accept'
                     % (p, ", ".join(str(t) for t in WORKLOAD_ICMPV6_TYPES)),
                     "workload to host: MLD and neighbour discovery, as Felix")
             inp.add('iifname "%s*" %s' % (p, "counter " + action if action == "drop" else action),

@@ -301,12 +301,12 @@ def test_zz_enough_random_flows_were_compared():
 
 
 FOREIGN = """table ip filter {
-	chain DOCKER { }
-	chain FORWARD { type filter hook forward priority filter; policy drop; jump DOCKER; }
+    chain DOCKER { }
+    chain FORWARD { type filter hook forward priority filter; policy drop; jump DOCKER; }
 }
 table ip kube-proxy {
-	set cluster-ips { type ipv4_addr; elements = { 10.96.0.1 } }
-	chain filter-input { type filter hook input priority -110; policy accept; ip daddr @cluster-ips counter accept; }
+    set cluster-ips { type ipv4_addr; elements = { 10.96.0.1 } }
+    chain filter-input { type filter hook input priority -110; policy accept; ip daddr @cluster-ips counter accept; }
 }
 """
 
