@@ -21,6 +21,7 @@ def test_only_expected_tables(host):
 
 def test_our_table_is_the_good_one(host):
     text = listing(host)
-    assert "failsafe: inbound TCP 22" in text and "broken policy" not in text
+    assert "default/baseline ingress" in text and "failsafe inbound" in text
+    assert "cut-ssh" not in text
     assert host.file("/etc/hostfw/hostfw.nft").content_string.endswith(text)
     assert host.run("cat /run/hostfw/rolled-back-*.json").rc == 0, "the side effect rolled back"

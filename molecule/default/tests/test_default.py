@@ -1,16 +1,31 @@
-"""default: the table is applied, persisted, idempotent, check mode is honest, traffic is filtered."""
+"""default: the compiled table is applied, persisted, idempotent, check mode is honest, traffic is filtered."""
 
+import copy
+import json
 import os
 import re
+import socket
 
-from helpers import PROJECT, address, ansible_playbook, get, listing, tcp_ok
+from helpers import PROJECT, address, ansible_playbook, get, listing, runner, task_results, tcp_ok
 
 testinfra_hosts = ["node1", "node2"]
+
+PLAYBOOK = os.path.join(PROJECT, "molecule", "resources", "converge-rollout.yml")
+
+
+def controller_tcp_ok(ip, port, timeout=2):
+    """A NEW TCP connection from the controller (the host running molecule, not a node)."""
+    try:
+        socket.create_connection((ip, port), timeout).close()
+        return True
+    except OSError:
+        return False
 
 
 def test_table_loaded_and_persisted(host):
     text = listing(host)
-    assert text is not None and "chain input" in text
+    assert text is not None and "chain filter-input" in text and "chain hep-in-any" in text
+    assert 'comment "molecule/allow-web ingress[0] Allow"' in text
     persisted = host.file("/etc/hostfw/hostfw.nft")
     assert persisted.exists and persisted.mode == 0o600
     content = persisted.content_string
@@ -33,34 +48,45 @@ def test_boot_unit_reloads_same_table(host):
     assert listing(host) == before
 
 
-def test_real_connections():
+def test_real_connections_between_nodes():
     node1, node2 = get("node1"), get("node2")
-    ip1 = address("node1")
-    assert tcp_ok(node2, ip1, 22)
-    assert tcp_ok(node2, ip1, 8080)
-    assert not tcp_ok(node2, ip1, 8081)
-    assert tcp_ok(node2, ip1, 8082), "node2 is in @peers"
-    ip2 = address("node2")
-    assert tcp_ok(node1, ip2, 8080)
-    assert not tcp_ok(node1, ip2, 8081)
-    assert tcp_ok(node1, ip2, 8082)
+    for src, dst in ((node2, address("node1")), (node1, address("node2"))):
+        assert tcp_ok(src, dst, 22), "failsafe inbound TCP 22"
+        assert tcp_ok(src, dst, 8080), "molecule/allow-web: TCP 8080 from anywhere"
+        assert not tcp_ok(src, dst, 8081), "end of tier molecule (defaultAction Deny)"
+        assert tcp_ok(src, dst, 8082), "molecule/allow-peers: the source has role == 'node'"
+
+
+def test_real_connections_from_the_controller():
+    for name in ("node1", "node2"):
+        ip = address(name)
+        assert controller_tcp_ok(ip, 22), "failsafe inbound TCP 22"
+        assert controller_tcp_ok(ip, 8080), "molecule/allow-web: TCP 8080 from anywhere"
+        assert not controller_tcp_ok(ip, 8081), "end of tier molecule (defaultAction Deny)"
+        assert not controller_tcp_ok(ip, 8082), "the controller is not a role == 'node' host"
 
 
 def test_check_mode_reports_no_change():
-    playbook = os.path.join(PROJECT, "molecule", "resources", "converge-rollout.yml")
-    proc = ansible_playbook("--check", "--diff", playbook)
+    proc = ansible_playbook("--check", "--diff", PLAYBOOK)
     assert proc.returncode == 0, proc.stdout
     recap = re.findall(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)", proc.stdout, re.M)
-    assert recap and all(changed == "0" for _, changed in recap), proc.stdout
+    assert recap and all(entry[1] == "0" for entry in recap), proc.stdout
     assert "+++ after" not in proc.stdout, proc.stdout
+    # the management connection (SSH from the controller) was evaluated against the compiled policy
+    access = task_results(proc.stdout, "Evaluate the management flow against the compiled policy")
+    assert sorted(access) == [("node1", "ok"), ("node2", "ok")], proc.stdout
 
 
-def test_check_mode_shows_diff_of_a_change():
-    playbook = os.path.join(PROJECT, "molecule", "resources", "converge-rollout.yml")
-    candidate = listing(get("node2")).replace("dport 8081", "dport 8083")
-    proc = ansible_playbook("--check", "--diff", "--limit", "node2", "-e",
-                            "hostfw_candidate_ruleset='%s'" % candidate.replace("'", ""), playbook)
+def test_check_mode_shows_diff_of_a_changed_policy():
+    resources = copy.deepcopy(runner().get_variables("node2")["hostfw_resources"])
+    web = [r for r in resources if r["metadata"]["name"] == "allow-web"][0]
+    web["spec"]["ingress"][0]["destination"]["ports"] = [8083]
+    before = listing(get("node2"))
+    proc = ansible_playbook("--check", "--diff", "--limit", "node2",
+                            "-e", json.dumps({"hostfw_resources": resources}), PLAYBOOK)
     assert proc.returncode == 0, proc.stdout
-    assert "-\t\tiifname \"eth0\" tcp dport 8081" in proc.stdout, proc.stdout
-    assert "+\t\tiifname \"eth0\" tcp dport 8083" in proc.stdout, proc.stdout
-    assert "8081" in listing(get("node2")), "check mode must not change the table"
+    assert re.search(r'^-\s.*dport 8080 .*"molecule/allow-web ingress\[0\] Allow"', proc.stdout, re.M), proc.stdout
+    assert re.search(r'^\+\s.*dport 8083 .*"molecule/allow-web ingress\[0\] Allow"', proc.stdout, re.M), proc.stdout
+    assert re.search(r"^node2\s*: ok=\d+\s+changed=[1-9]", proc.stdout, re.M), "check mode reports the change"
+    assert listing(get("node2")) == before, "check mode must not change the table"
+    assert tcp_ok(get("node1"), address("node2"), 8080)

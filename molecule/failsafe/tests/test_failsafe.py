@@ -1,10 +1,16 @@
-"""failsafe: the refused candidate changed nothing on the host."""
+"""failsafe: both refused candidates changed nothing on the host, and the refusals say why."""
 
 import os
+import re
 
 from helpers import EPHEMERAL
 
 testinfra_hosts = ["fs1"]
+
+
+def log(case):
+    with open(os.path.join(EPHEMERAL, "%s.log" % case)) as handle:
+        return handle.read()
 
 
 def test_ruleset_unchanged(host):
@@ -19,7 +25,19 @@ def test_nothing_armed_applied_or_persisted(host):
     assert not host.file("/etc/systemd/system/hostfw.service").exists
 
 
-def test_message_names_the_proof():
-    with open(os.path.join(EPHEMERAL, "rollout.log")) as handle:
-        text = handle.read()
-    assert "failsafe inbound TCP 22 is dropped" in text
+def test_protected_ports_refusal_names_port_tier_and_policy():
+    text = log("protected-ports")
+    assert "the failsafe proof failed, nothing was changed on the host" in text
+    for port in ("tcp:22", "tcp:179", "tcp:2379"):
+        assert re.search(r"protected inbound port %s \(IPv[46]\) would be closed on all interfaces \(\*\) of host fs1 "
+                         r"by tier lockdown policy close-control-ports ingress rule 0 \(Deny\)" % port, text), text
+    assert "Arm the rollback" not in text
+
+
+def test_management_access_refusal_names_the_flow():
+    text = log("management-access")
+    assert "the failsafe proof failed" not in text
+    match = re.search(r"the management flow TCP (\S+) -> (\S+):22 would be denied \((.*?)\)\. Nothing was changed", text)
+    assert match, text
+    assert match.group(3) == "end of tier lockdown (defaultAction Deny)"
+    assert "Arm the rollback" not in text

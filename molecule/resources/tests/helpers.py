@@ -49,3 +49,21 @@ def ansible_playbook(*args, **kwargs):
     cmd = ["ansible-playbook", "-i", INVENTORY] + list(args)
     return subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, check=False, **kwargs)
+
+
+def task_results(output, task_name):
+    """[(host, status)] of every run of the task named ``task_name`` in ansible-playbook output
+    (default callback): the lines "ok: [host]", "changed: [host]", "skipping: [host]", ... that
+    follow each "TASK [... : task_name]" header."""
+    found = []
+    for section in output.split("\nTASK [")[1:]:
+        header, _sep, body = section.partition("\n")
+        if not header.split("]")[0].endswith(task_name):
+            continue
+        for line in body.splitlines():
+            if line.startswith(("PLAY ", "TASK [", "RUNNING HANDLER")):
+                break
+            head = line.split(": [", 1)
+            if len(head) == 2 and head[0] in ("ok", "changed", "skipping", "fatal", "failed"):
+                found.append((head[1].split("]", 1)[0], head[0]))
+    return found

@@ -1,6 +1,5 @@
 """rollback: the canary restored its previous table by itself and the rollout stopped there."""
 
-import glob
 import json
 import os
 
@@ -29,9 +28,15 @@ def test_rollback_record(host):
     assert host.run("systemctl list-timers --no-legend 'hostfw-rollback-*'").stdout.strip() == ""
 
 
+def test_previous_table_is_the_compiled_baseline(host):
+    before = host.file("/root/hostfw-before.nft").content_string
+    assert "default/baseline ingress" in before and "failsafe inbound" in before
+    assert "cut-ssh" not in before
+
+
 def test_persisted_file_untouched(host):
     persisted = host.file("/etc/hostfw/hostfw.nft").content_string
-    assert "broken policy" not in persisted
+    assert "cut-ssh" not in persisted
     assert persisted.endswith(host.file("/root/hostfw-before.nft").content_string)
 
 
