@@ -170,6 +170,10 @@ class ActionModule(ActionBase):
 
         result["changed"] = changed
         result["hosts"] = host_results
+        result["refusals"] = [m for h in sorted(host_results) for m in
+                              (host_results[h].get("failsafe_proof") or {}).get("messages", [])
+                              if not host_results[h]["failsafe_proof"]["ok"]]
+        result["written"] = sorted(os.path.basename(e["path"]) for e in host_results.values() if e.get("path"))
         result["checks"] = checks
         result["warnings_hostfw"] = comp.warnings
         for w in comp.warnings:

@@ -144,6 +144,16 @@ matrix_cells:
   description: Number of matrix cells.
   returned: when the matrix is built
   type: int
+refusals:
+  description: The failure messages of every host whose failsafe proof failed (empty when all are proven).
+  returned: always
+  type: list
+  elements: str
+written:
+  description: The table files written to O(output_dir) (or that would be, in check mode), one per host.
+  returned: always
+  type: list
+  elements: str
 summary:
   description: One line saying how many hosts and policies were compiled.
   returned: always

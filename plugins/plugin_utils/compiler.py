@@ -61,6 +61,7 @@ class Compilation:
         self.evaluator = Evaluator(self.model)
         self._plans: Dict[str, Optional[HostPlan]] = {}
         self._rulesets: Dict[str, Optional[str]] = {}
+        self._proven: Dict[tuple, int] = {}
 
     @property
     def hosts(self) -> List[str]:
@@ -100,6 +101,14 @@ class Compilation:
         plan = self.plan(host)
         if plan is None:
             return Proof(True, ["host %s has no host endpoint: nothing is policed" % host])
+        # Hosts whose endpoints share interfaces, tiers and profiles (the model shares the tier
+        # tuples of endpoints alike) and Felix settings share the outcome: a proven shape is proven
+        # for all of them.  Failures are recomputed per host, so that messages name the host.
+        shape = (tuple((ep.iface, id(ep.tiers), tuple(p.name for p in ep.profiles)) for ep in plan.endpoints),
+                 plan.felix, tuple(protected_inbound), tuple(protected_outbound))
+        proven = self._proven.get(shape)
+        if proven is not None:
+            return Proof(True, [], proven)
         problems: List[str] = []
         checked = 0
         ifaces = [ep.iface for ep in plan.endpoints]
@@ -134,6 +143,8 @@ class Compilation:
                                         "(it is not a failsafe entry in the FelixConfiguration; allow it in a "
                                         "policy, restore the failsafe, or remove it from hostfw_protected_ports)"
                                         % (what, entry, fam, where, host, v.reason))
+        if not problems:
+            self._proven[shape] = checked
         return Proof(not problems, problems, checked)
 
     def check_access(self, host: str, source: str, destination: str, protocol: str, port: Optional[int],
