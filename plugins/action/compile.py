@@ -33,6 +33,7 @@ ARGS = {
     "proof": {"type": "bool", "default": True},
     "protected_ports": {"type": "raw"},
     "return_content": {"type": "bool", "default": False},
+    "host_details": {"type": "bool", "default": True},
 }
 
 
@@ -169,7 +170,7 @@ class ActionModule(ActionBase):
             comp.timings["matrix"] = time.perf_counter() - t2
 
         result["changed"] = changed
-        result["hosts"] = host_results
+        result["hosts"] = host_results if args["host_details"] else {}
         result["refusals"] = [m for h in sorted(host_results) for m in
                               (host_results[h].get("failsafe_proof") or {}).get("messages", [])
                               if not host_results[h]["failsafe_proof"]["ok"]]
@@ -179,6 +180,7 @@ class ActionModule(ActionBase):
         for w in comp.warnings:
             self._display.warning("hostfw: %s" % w)
         result["timings"] = {k: round(v, 4) for k, v in sorted(comp.timings.items())}
+        result["compiled"] = sum(1 for e in host_results.values() if e["has_ruleset"])
         result["summary"] = "%d host(s) compiled from %d inventory host(s), %d polic(ies)" % (
             sum(1 for e in host_results.values() if e["has_ruleset"]), len(inventory_hosts), len(comp.world.policies))
         if diffs:

@@ -73,6 +73,13 @@ options:
       - Also return the text of every table in the result (large for big inventories).
     type: bool
     default: false
+  host_details:
+    description:
+      - Return RV(hosts), the per-host results. Turn it off for big inventories when only the files, RV(refusals)
+        and RV(written) matter, as the render playbook does, since Ansible handles a result of thousands of
+        entries slowly.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -118,7 +125,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: Per inventory host results.
+  description: Per inventory host results (empty when O(host_details) is false).
   returned: always
   type: dict
   sample:
@@ -143,6 +150,10 @@ matrix:
 matrix_cells:
   description: Number of matrix cells.
   returned: when the matrix is built
+  type: int
+compiled:
+  description: Number of hosts that got a table.
+  returned: always
   type: int
 refusals:
   description: The failure messages of every host whose failsafe proof failed (empty when all are proven).
