@@ -136,20 +136,6 @@ SET_TEMPLATE = """\
 \t}
 """
 
-CHAIN_TEMPLATE = """\
-\tchain {{ c.name }} {
-{%- if c.comment %}
-\t\tcomment "{{ c.comment }}"
-{%- endif %}
-{%- if c.hook %}
-\t\t{{ c.hook }}
-{%- endif %}
-{%- for line in lines %}
-\t\t{{ line }}
-{%- endfor %}
-\t}
-"""
-
 TABLE_TEMPLATE = """\
 {% for line in header -%}
 # {{ line }}
@@ -162,7 +148,6 @@ table inet {{ name }} {
 
 _ENV = jinja2.Environment(autoescape=False, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
 _SET = _ENV.from_string(SET_TEMPLATE)
-_CHAIN = _ENV.from_string(CHAIN_TEMPLATE)
 _TABLE = _ENV.from_string(TABLE_TEMPLATE)
 
 
@@ -173,8 +158,18 @@ def set_text(s: "NftSet") -> str:
 
 
 def chain_text(c: "NftChain") -> str:
+    """A chain as printed.  Chains are the per-host part of a table, so they are joined directly
+    (a template render per chain costs more than the rest of the host); the table skeleton and the
+    sets, rendered once and shared, go through the Jinja2 templates."""
     if c.text is None:
-        c.text = _CHAIN.render(c=c, lines=[r.line for r in c.rules])
+        lines = ["\tchain %s {" % c.name]
+        if c.comment:
+            lines.append('\t\tcomment "%s"' % c.comment)
+        if c.hook:
+            lines.append("\t\t" + c.hook)
+        lines.extend("\t\t" + r.line for r in c.rules)
+        lines.append("\t}\n")
+        c.text = "\n".join(lines)
     return c.text
 
 
@@ -188,6 +183,7 @@ class Renderer:
         self.shared_chains: Dict[Tuple, Tuple[NftChain, Dict[str, NftSet]]] = {}
         self.shared_sets: Dict[str, NftSet] = {}
         self.inlined_rules: Dict[Tuple, List[NftRule]] = {}
+        self.tier_sections: Dict[Tuple, Tuple] = {}
 
     # -- public -----------------------------------------------------------------------------
 
@@ -453,6 +449,34 @@ class _HostRenderer:
         return any(self.model.has_pass(p, direction) for p in tp.policies)
 
     def _tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
+        """The tier section of an endpoint chain.  Endpoints alike share their tier tuples (model),
+        so the section (its rules, and the sets and policy chains it uses) is built once per tier
+        tuple, class, direction and inlining decisions, and reused by every host alike."""
+        tiers = ep.tiers_for(cls, direction)
+        mode = CLASS_MODE[cls]
+        key = (id(tiers), cls, direction,
+               tuple(self.usage.get((p.kind, p.namespace, p.name, direction, mode)) for tp in tiers for p in tp.policies))
+        cache = self.shared.tier_sections if self.shared is not None else {}
+        hit = cache.get(key)
+        if hit is None:
+            start = len(chain.rules)
+            own_sets, own_chains = self.sets, self.policy_chains
+            self.sets, self.policy_chains = {}, {}
+            try:
+                self._build_tiers(chain, ep, cls, direction)
+                hit = (chain.rules[start:], self.sets, self.policy_chains, tiers)
+            finally:
+                self.sets, self.policy_chains = own_sets, own_chains
+            del chain.rules[start:]
+            cache[key] = hit  # keeps ``tiers`` alive, so its id() stays unique
+        rules, used_sets, used_chains, _tiers_ref = hit
+        chain.rules.extend(rules)
+        for name, st in used_sets.items():
+            self.sets.setdefault(name, st)
+        for name, ch in used_chains.items():
+            self.policy_chains.setdefault(name, ch)
+
+    def _build_tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
         mode = CLASS_MODE[cls]
         for tp in ep.tiers_for(cls, direction):
             guarded = self._uses_pass(tp, direction)
