@@ -34,6 +34,7 @@ ARGS = {
     "protected_ports": {"type": "raw"},
     "return_content": {"type": "bool", "default": False},
     "host_details": {"type": "bool", "default": True},
+    "fail_on_refusal": {"type": "bool", "default": False},
 }
 
 
@@ -185,4 +186,13 @@ class ActionModule(ActionBase):
             sum(1 for e in host_results.values() if e["has_ruleset"]), len(inventory_hosts), len(comp.world.policies))
         if diffs:
             result["diff"] = diffs
+        if args["fail_on_refusal"] and result["refusals"]:
+            result["failed"] = True
+            result["msg"] = "hostfw: refusing, a failsafe proof failed (nothing is applied anywhere):\n" + \
+                "\n".join(result["refusals"])
+        elif out_dir:
+            result["msg"] = "%s; written to %s: %d table(s)%s; stage timings (s): %s" % (
+                result["summary"], out_dir, len(result["written"]),
+                ", matrix.json, matrix.md (%d cells)" % result["matrix_cells"] if "matrix_cells" in result else "",
+                result["timings"])
         return result

@@ -73,6 +73,12 @@ options:
       - Also return the text of every table in the result (large for big inventories).
     type: bool
     default: false
+  fail_on_refusal:
+    description:
+      - Fail the task when the failsafe proof of any host fails, with every refusal message (the render playbook
+        does). Files are still written, so the refused tables can be read.
+    type: bool
+    default: false
   host_details:
     description:
       - Return RV(hosts), the per-host results. Turn it off for big inventories when only the files, RV(refusals)
