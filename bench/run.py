@@ -1,0 +1,738 @@
+#!/usr/bin/env python
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""hostfw.nftables benchmark (issue 6): render time against hosts, against Aerleon.
+
+For every size (N hosts, P policies) of the fleet workload (bench/generate.py):
+
+* **hostfw, manifest**: ``ansible-playbook -i INV bench/playbooks/render-nomatrix.yml`` (the render
+  playbook with ``matrix: false``: the matrix is quadratic in hosts) on the inventory whose policy
+  is in a manifest.  Measured as a whole process: wall time and peak RSS (the largest process of
+  the tree, from ``wait4``, and the sum over the tree, sampled every 50 ms).  Inside it: the time
+  until the first task starts (start-up and inventory load, from the ``bench_timer`` callback),
+  and the compile action's own ``timings`` (gather_vars, load_and_validate, index,
+  compile_and_write).  The world cache (HOSTFW_CACHE_DIR) is a fresh empty directory for every
+  run, so every run validates from scratch.
+* **hostfw, vars**: the same world given as ``hostfw_resources`` in group_vars/all (up to
+  ``--vars-max-hosts``, with a time limit).
+* **hostfw, render+matrix**: the real ``hostfw.nftables.render`` playbook (matrix on), up to
+  ``--matrix-max-hosts``.
+* **Aerleon**: ``aclgen`` (Aerleon's CLI) on the equivalent per-host policies (bench/aerleon_gen.py),
+  up to ``--aerleon-max-hosts``, with a time limit.
+
+Then the *wide* host: one host selected by ``--wide-policies`` policies whose source selectors
+cover ``--wide-addresses`` addresses: rule count of its table against 1.1 x the policy rules,
+and the ``nft -f`` load time in a fresh network namespace (root only).
+
+Writes ``results.json``, ``table.md`` and ``time_vs_hosts.png`` (matplotlib, when installed)
+into ``--results`` (default bench/results) and prints the table.
+
+    bench/run.py                                  # the default sizes (about 10 minutes)
+    BENCH_SIZES=100,1000 bench/run.py             # hosts (P = --policies), or NxP pairs: 1000x500
+    bench/run.py --sizes 20x20 --aerleon-max-hosts 20 --wide-policies 20 --wide-addresses 200 --results /tmp/r
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import aerleon_gen  # noqa: E402 pylint: disable=wrong-import-position
+import generate  # noqa: E402 pylint: disable=wrong-import-position
+
+DEFAULT_SIZES = "100,1000,3000,10000"
+DEFAULT_POLICIES = 1000
+PLAYBOOK_NOMATRIX = os.path.join(HERE, "playbooks", "render-nomatrix.yml")
+PLAYBOOK_RENDER = "hostfw.nftables.render"
+STAGES = ("until_first_task", "gather_vars", "load_and_validate", "index", "compile_and_write", "matrix",
+          "compile_task", "after_compile")
+GIB = 1024 ** 3
+
+
+# ----------------------------------------------------------------------------------------------
+# Running and measuring a process
+# ----------------------------------------------------------------------------------------------
+
+def tool(name):
+    """A console script next to the running interpreter first (the venv), then on PATH."""
+    candidate = os.path.join(os.path.dirname(sys.executable), name)
+    if os.access(candidate, os.X_OK):
+        return candidate
+    return shutil.which(name)
+
+
+def _children_map():
+    kids = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # the command name may hold spaces and parentheses: split after the last ')'
+        fields = stat[stat.rfind(b")") + 2:].split()
+        kids.setdefault(int(fields[1]), []).append(int(entry))
+    return kids
+
+
+def _rss_bytes(pid):
+    try:
+        with open("/proc/%d/statm" % pid, "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def tree_rss(pid):
+    kids = _children_map()
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _rss_bytes(p)
+        todo.extend(kids.get(p, ()))
+    return total
+
+
+class Sampler(threading.Thread):
+    """Samples the summed RSS of a process tree (shared pages of forked workers count twice, so
+    this is an upper bound; ``wait4``'s ru_maxrss is the largest single process)."""
+
+    def __init__(self, pid, interval=0.05):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            self.peak = max(self.peak, tree_rss(self.pid))
+            self.done.wait(self.interval)
+
+
+def measure(cmd, env=None, cwd=None, log=None, timeout=None):
+    """Run ``cmd``; returns wall seconds, peak RSS (largest process and sampled tree sum, bytes),
+    the start time (epoch seconds) and the exit code (None on timeout, after killing it)."""
+    out = open(log, "wb") if log else subprocess.DEVNULL  # pylint: disable=consider-using-with
+    try:
+        start_epoch = time.time()
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,  # pylint: disable=consider-using-with
+                                start_new_session=True)
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        timer = None
+        timed_out = []
+        if timeout:
+            def kill():
+                timed_out.append(True)
+                try:
+                    os.killpg(proc.pid, 9)
+                except OSError:
+                    pass
+            timer = threading.Timer(timeout, kill)
+            timer.start()
+        pid, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status) if pid else -1
+        if timer:
+            timer.cancel()
+        sampler.done.set()
+        sampler.join()
+    finally:
+        if log:
+            out.close()
+    return {"wall": wall, "maxrss": usage.ru_maxrss * 1024, "tree_rss": sampler.peak, "start_epoch": start_epoch,
+            "rc": None if timed_out else proc.returncode, "timeout": bool(timed_out)}
+
+
+# ----------------------------------------------------------------------------------------------
+# hostfw
+# ----------------------------------------------------------------------------------------------
+
+def collections_path():
+    """Where Ansible finds hostfw.nftables: the checkout's own ansible_collections/ parent when it
+    sits in one (ansible-test), else .collections/ (with the symlink, made when missing)."""
+    parts = os.path.realpath(ROOT).split(os.sep)
+    if len(parts) > 3 and parts[-3] == "ansible_collections":
+        return os.sep.join(parts[:-3])
+    base = os.path.join(ROOT, ".collections")
+    link = os.path.join(base, "ansible_collections", "hostfw", "nftables")
+    if not os.path.exists(link):
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        os.symlink(os.path.relpath(ROOT, os.path.dirname(link)), link)
+    return base
+
+
+def ansible_env(timer_file, cache_dir):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_COLLECTIONS_PATH": collections_path(),
+        "ANSIBLE_CALLBACK_PLUGINS": os.path.join(HERE, "callback_plugins"),
+        "ANSIBLE_CALLBACKS_ENABLED": "bench_timer",
+        "BENCH_TIMER_FILE": timer_file,
+        "HOSTFW_CACHE_DIR": cache_dir,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCALHOST_WARNING": "false",
+        "ANSIBLE_RETRY_FILES_ENABLED": "false",
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""),
+    })
+    return env
+
+
+def stages_of(run, timer):
+    """Stage seconds from the callback record and the compile action's timings."""
+    st = {k: None for k in STAGES}
+    tasks = timer.get("tasks") or []
+    if tasks:
+        st["until_first_task"] = tasks[0]["start"] - run["start_epoch"]
+    idx = next((i for i, t in enumerate(tasks) if t["name"].lower().startswith("compile")), None)
+    comp = timer.get("compile") or {}
+    if idx is not None:
+        end = tasks[idx + 1]["start"] if idx + 1 < len(tasks) else timer.get("end")
+        if end:
+            st["compile_task"] = end - tasks[idx]["start"]
+            st["after_compile"] = run["start_epoch"] + run["wall"] - end
+    for key, value in (comp.get("timings") or {}).items():
+        if key in st or key == "load_cached":
+            st[key] = value
+    return st
+
+
+_POLICY_RE = re.compile(r"\b(bench-[ab])\.p(\d{4})\b")
+
+
+def check_fleet_file(path, host_index, policies):
+    """Well-formedness of one fleet host file: the table, balanced braces, and exactly the
+    policies that select the host named in it.  Returns a list of problems."""
+    problems = []
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if "table inet hostfw {" not in text:
+        problems.append("%s: no 'table inet hostfw {'" % path)
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    if body.count("{") != body.count("}"):
+        problems.append("%s: unbalanced braces" % path)
+    want = {int(j) for j in generate.policies_of_zone(host_index % generate.ZONES, policies)}
+    seen = {int(m.group(2)) for m in _POLICY_RE.finditer(body)}
+    if seen != want:
+        problems.append("%s: policies %s expected, found %s" % (path, sorted(want)[:5], sorted(seen)[:5]))
+    return problems
+
+
+def nft_check(path):
+    """``nft -c -f`` in a fresh network namespace: (ok, message), or None when not possible."""
+    if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"):
+        return None
+    r = subprocess.run(["unshare", "-n", "nft", "-c", "-f", path], capture_output=True, text=True, check=False)
+    return r.returncode == 0, (r.stderr or r.stdout).strip()[:500]
+
+
+def run_hostfw(inv, out_dir, work, label, playbook=PLAYBOOK_NOMATRIX, timeout=None):
+    os.makedirs(out_dir, exist_ok=True)
+    timer_file = os.path.join(work, "timer-%s.json" % label)
+    cache = tempfile.mkdtemp(prefix="cache-", dir=work)
+    cmd = [tool("ansible-playbook"), "-i", inv, playbook, "-e", "hostfw_output_dir=%s" % out_dir]
+    run = measure(cmd, env=ansible_env(timer_file, cache), cwd=work, log=os.path.join(work, "log-%s.txt" % label),
+                  timeout=timeout)
+    timer = {}
+    if os.path.exists(timer_file):
+        with open(timer_file, encoding="utf-8") as f:
+            timer = json.load(f)
+    run["stages"] = stages_of(run, timer)
+    run["compile"] = timer.get("compile")
+    run["files"] = len([n for n in os.listdir(out_dir) if n.endswith(".nft")])
+    run["log"] = os.path.join(work, "log-%s.txt" % label)
+    shutil.rmtree(cache, ignore_errors=True)
+    return run
+
+
+def fleet_hostfw(size, work, variant, playbook, timeout):
+    hosts, policies = size
+    base = os.path.join(work, "%s-%dx%d" % (variant, hosts, policies))
+    if variant == "vars":
+        inv = generate.write_fleet_vars(base, hosts, policies)
+    else:
+        inv = generate.write_fleet_manifest(base, hosts, policies)
+    out = os.path.join(base, "out")
+    run = run_hostfw(inv, out, base, variant, playbook=playbook, timeout=timeout)
+    problems = []
+    if run["rc"] == 0:
+        if run["files"] != hosts:
+            problems.append("%d host files written, %d expected" % (run["files"], hosts))
+        for i in sorted({0, hosts // 2, hosts - 1}):
+            path = os.path.join(out, "%s.nft" % generate.host_name(i))
+            if os.path.exists(path):
+                problems.extend(check_fleet_file(path, i, policies))
+            else:
+                problems.append("%s missing" % path)
+        checked = nft_check(os.path.join(out, "%s.nft" % generate.host_name(0)))
+        run["nft_check"] = None if checked is None else checked[0]
+        if checked is not None and not checked[0]:
+            problems.append("nft -c rejects %s.nft: %s" % (generate.host_name(0), checked[1]))
+    elif run["timeout"]:
+        problems.append("stopped after the time limit of %d s" % timeout)
+    else:
+        problems.append("ansible-playbook failed (rc %s), see %s" % (run["rc"], run["log"]))
+    run.update({"tool": "hostfw", "variant": variant, "hosts": hosts, "policies": policies,
+                "ok": run["rc"] == 0 and not problems, "problems": problems})
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# Aerleon
+# ----------------------------------------------------------------------------------------------
+
+def aerleon_version():
+    try:
+        from importlib.metadata import version  # pylint: disable=import-outside-toplevel
+        return version("aerleon")
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+def fleet_aerleon(size, work, timeout):
+    hosts, policies = size
+    base = os.path.join(work, "aerleon-%dx%d" % (hosts, policies))
+    aerleon_gen.write(base, hosts, policies)
+    os.makedirs(os.path.join(base, "out"), exist_ok=True)
+    run = measure(aerleon_gen.command(tool("aclgen"), base), cwd=base, log=os.path.join(base, "log.txt"),
+                  timeout=timeout)
+    out = os.path.join(base, "out")
+    run["files"] = len([n for n in os.listdir(out) if n.endswith(".nft")])
+    problems = []
+    if run["rc"] == 0:
+        if run["files"] != hosts:
+            problems.append("%d Aerleon files written, %d expected" % (run["files"], hosts))
+        sample = os.path.join(out, "%s.nft" % generate.host_name(0))
+        if os.path.exists(sample):
+            with open(sample, encoding="utf-8") as f:
+                text = f.read()
+            if "table ip filtering_policies" not in text:
+                problems.append("%s: no 'table ip filtering_policies'" % sample)
+            checked = nft_check(sample)
+            run["nft_check"] = None if checked is None else checked[0]
+    elif run["timeout"]:
+        problems.append("stopped after the time limit of %d s" % timeout)
+    else:
+        problems.append("aclgen failed (rc %s), see %s" % (run["rc"], os.path.join(base, "log.txt")))
+    run.update({"tool": "aerleon", "variant": "aclgen", "hosts": hosts, "policies": policies, "stages": {},
+                "ok": run["rc"] == 0 and not problems, "problems": problems})
+    return run
+
+
+# ----------------------------------------------------------------------------------------------
+# The wide host: rule count and load time
+# ----------------------------------------------------------------------------------------------
+
+def count_rules(text):
+    """Rules of an nft file: statements inside chains that are not ``type ...`` / ``comment ...``
+    (a statement spanning lines, e.g. a verdict map, counts once).  Also: jumps, and rules that
+    match a set without elements (dead rules)."""
+    empty_sets, current_set, has_elements = set(), None, False
+    rules, jumps, dead = 0, 0, 0
+    chain, depth, stmt = None, 0, ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if chain is None and current_set is None:
+            m = re.match(r"(chain|set|map)\s+(\S+)\s*\{$", line)
+            if m and m.group(1) == "chain":
+                chain, depth = m.group(2), 0
+            elif m:
+                current_set, has_elements = m.group(2), False
+            continue
+        if current_set is not None:
+            if line.startswith("elements"):
+                has_elements = True
+            if line == "}":
+                if not has_elements:
+                    empty_sets.add(current_set)
+                current_set = None
+            continue
+        if depth == 0 and line == "}":
+            chain = None
+            continue
+        stmt = (stmt + " " + line) if stmt else line
+        depth += line.count("{") - line.count("}")
+        if depth > 0:
+            continue
+        depth = 0
+        if not (stmt.startswith("type ") or stmt.startswith("comment ")):
+            rules += 1
+            if re.search(r"\b(jump|goto)\s", stmt) and "vmap" not in stmt:
+                jumps += 1
+            if any(("@" + s) in stmt.split() or ("@" + s + " ") in stmt for s in empty_sets):
+                dead += 1
+        stmt = ""
+    return {"rules": rules, "jumps": jumps, "rules_on_empty_sets": dead, "empty_sets": len(empty_sets)}
+
+
+def wide(work, policies, addresses, loads=3):
+    base = os.path.join(work, "wide-%dx%d" % (policies, addresses))
+    inv = generate.write_wide(base, policies, addresses)
+    out = os.path.join(base, "out")
+    run = run_hostfw(inv, out, base, "wide")
+    res = {"policies": policies, "addresses": addresses, "policy_rules": policies, "render": run,
+           "target_rules": 1.1 * policies}
+    path = os.path.join(out, "target.nft")
+    if run["rc"] != 0 or not os.path.exists(path):
+        res["problem"] = "render failed, see %s" % run["log"]
+        return res
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    res.update(count_rules(text))
+    res["bytes"] = len(text.encode("utf-8"))
+    res["sets"] = len(re.findall(r"^\s*set\s+\S+\s*\{", text, re.M))
+    res["rules_ok"] = res["rules"] <= res["target_rules"]
+    if os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"):
+        res["load"] = None
+        res["load_skipped"] = "not root (or nft/unshare missing): nft -f load time not measured"
+        return res
+    times, err = [], None
+    while len(times) < loads:
+        t0 = time.perf_counter()
+        r = subprocess.run(["unshare", "-n", "nft", "-f", path], capture_output=True, text=True, check=False)
+        times.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            err = (r.stderr or r.stdout).strip()[:500]
+            break
+    # the same in a namespace where the table already exists: the atomic replace
+    r = subprocess.run(["unshare", "-n", "sh", "-c", 'nft -f "$1" && t0=$(date +%s.%N) && nft -f "$1" && '
+                        't1=$(date +%s.%N) && echo "$t0 $t1"', "sh", path],
+                       capture_output=True, text=True, check=False)
+    replace = None
+    if r.returncode == 0 and r.stdout.split():
+        t0, t1 = (float(x) for x in r.stdout.split()[-2:])
+        replace = t1 - t0
+    res["load"] = {"runs": times, "min": min(times), "median": statistics.median(times), "replace": replace,
+                   "error": err}
+    return res
+
+
+# ----------------------------------------------------------------------------------------------
+# Reporting
+# ----------------------------------------------------------------------------------------------
+
+def linear_fit(xs, ys):
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    intercept = my - slope * mx
+    ss_res = sum((y - (intercept + slope * x)) ** 2 for x, y in zip(xs, ys))
+    ss_tot = sum((y - my) ** 2 for y in ys)
+    return {"slope": slope, "intercept": intercept, "r2": 1 - ss_res / ss_tot if ss_tot else 1.0, "points": n}
+
+
+def _fmt(value, spec="%.2f"):
+    return "-" if value is None else spec % value
+
+
+def mib(value):
+    return None if not value else value / 1024.0 / 1024.0
+
+
+def table(runs):
+    head = ("| tool | variant | hosts | policies | wall s | hosts/s | peak RSS MiB (largest / tree) | "
+            "until 1st task | gather_vars | load+validate | index | compile+write | matrix | compile task | "
+            "after | ok |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in runs:
+        st = r.get("stages") or {}
+        ok = "yes" if r["ok"] else ("timeout" if r.get("timeout") else "NO")
+        lines.append("| %s | %s | %d | %d | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["tool"], r["variant"], r["hosts"], r["policies"], _fmt(r["wall"]),
+            _fmt(r["hosts"] / r["wall"] if r["ok"] else None, "%.0f"),
+            _fmt(mib(r["maxrss"]), "%.0f"), _fmt(mib(r["tree_rss"]), "%.0f"),
+            _fmt(st.get("until_first_task")), _fmt(st.get("gather_vars")),
+            _fmt(st.get("load_and_validate")), _fmt(st.get("index")), _fmt(st.get("compile_and_write")),
+            _fmt(st.get("matrix")), _fmt(st.get("compile_task")), _fmt(st.get("after_compile")), ok))
+    return "\n".join(lines)
+
+
+def summarise(runs, wide_res, main_policies):
+    """Throughput, ratio, linear fit and the targets of issue 6."""
+    def pick(tool_name, variant):
+        return {r["hosts"]: r for r in runs if r["tool"] == tool_name and r["variant"] == variant and r["ok"]
+                and r["policies"] == main_policies}
+    hf, ae = pick("hostfw", "manifest"), pick("aerleon", "aclgen")
+    throughput = []
+    for n in sorted(set(hf) | set(ae)):
+        h = n / hf[n]["wall"] if n in hf else None
+        a = n / ae[n]["wall"] if n in ae else None
+        throughput.append({"hosts": n, "hostfw_hosts_per_s": h, "aerleon_hosts_per_s": a,
+                           "ratio": h / a if h and a else None})
+    fit = linear_fit([float(n) for n in sorted(hf)], [hf[n]["wall"] for n in sorted(hf)])
+    compile_fit = linear_fit([float(n) for n in sorted(hf) if hf[n]["stages"].get("compile_and_write") is not None],
+                             [hf[n]["stages"]["compile_and_write"] for n in sorted(hf)
+                              if hf[n]["stages"].get("compile_and_write") is not None])
+    targets = []
+
+    def target(name, want, got, met):
+        targets.append({"target": name, "wanted": want, "measured": got, "met": met})
+
+    if 1000 in hf:
+        target("1,000 hosts x %d policies, whole process" % main_policies, "<= 5 s", "%.2f s" % hf[1000]["wall"],
+               hf[1000]["wall"] <= 5)
+    if 10000 in hf:
+        r = hf[10000]
+        peak = max(r["maxrss"], r["tree_rss"])
+        target("10,000 hosts x %d policies, whole process" % main_policies, "<= 45 s", "%.2f s" % r["wall"],
+               r["wall"] <= 45)
+        target("10,000 hosts x %d policies, peak memory (largest process / tree sum)" % main_policies, "<= 2 GiB",
+               "%.0f / %.0f MiB" % (mib(r["maxrss"]), mib(r["tree_rss"])), peak <= 2 * GIB)
+    ratios = [t for t in throughput if t["ratio"] is not None]
+    if ratios:
+        worst = min(ratios, key=lambda t: t["ratio"])
+        target("per-host throughput vs Aerleon (worst measured size)", ">= 20x",
+               "%.1fx at %d hosts" % (worst["ratio"], worst["hosts"]), worst["ratio"] >= 20)
+    if fit:
+        target("time linear in hosts (least squares over %d sizes)" % fit["points"], "R^2 >= 0.99",
+               "R^2 = %.4f, %.2f ms/host + %.2f s" % (fit["r2"], fit["slope"] * 1000, fit["intercept"]),
+               fit["r2"] >= 0.99)
+    if wide_res and "rules" in wide_res:
+        target("rules of a host with %d policies over %d addresses" % (wide_res["policies"], wide_res["addresses"]),
+               "<= %.0f (1.1 x %d policy rules)" % (wide_res["target_rules"], wide_res["policy_rules"]),
+               "%d" % wide_res["rules"], wide_res["rules_ok"])
+    return {"throughput": throughput, "fit": fit, "compile_fit": compile_fit, "targets": targets}
+
+
+def summary_text(summary, wide_res):
+    lines = ["", "Per-host throughput (whole process):", "",
+             "| hosts | hostfw hosts/s | Aerleon hosts/s | ratio |", "|---|---|---|---|"]
+    for t in summary["throughput"]:
+        lines.append("| %d | %s | %s | %s |" % (
+            t["hosts"], _fmt(t["hostfw_hosts_per_s"], "%.0f"), _fmt(t["aerleon_hosts_per_s"], "%.1f"),
+            _fmt(t["ratio"], "%.1fx")))
+    fit = summary["fit"]
+    if fit:
+        lines += ["", "Linear fit of hostfw wall time against hosts: %.3f ms/host, intercept %.2f s, R^2 = %.4f"
+                  % (fit["slope"] * 1000, fit["intercept"], fit["r2"])]
+    cfit = summary["compile_fit"]
+    if cfit:
+        lines += ["Linear fit of compile_and_write against hosts: %.3f ms/host, intercept %.2f s, R^2 = %.4f"
+                  % (cfit["slope"] * 1000, cfit["intercept"], cfit["r2"])]
+    if wide_res:
+        lines += ["", "Wide host (%d policies, %d addresses):" % (wide_res["policies"], wide_res["addresses"])]
+        if "rules" in wide_res:
+            lines.append("  rules %d (of which jumps %d, on empty sets %d) vs target <= %.0f; %d sets, %d bytes; "
+                         "rendered in %.2f s (whole process)"
+                         % (wide_res["rules"], wide_res["jumps"], wide_res["rules_on_empty_sets"],
+                            wide_res["target_rules"], wide_res["sets"], wide_res["bytes"], wide_res["render"]["wall"]))
+        else:
+            lines.append("  " + wide_res.get("problem", "not rendered"))
+        if wide_res.get("load"):
+            ld = wide_res["load"]
+            lines.append("  nft -f into a fresh netns: min %.3f s, median %.3f s over %d runs; replace (table exists) %s s%s"
+                         % (ld["min"], ld["median"], len(ld["runs"]), _fmt(ld["replace"], "%.3f"),
+                            "; ERROR: " + ld["error"] if ld["error"] else ""))
+        elif wide_res.get("load_skipped"):
+            lines.append("  " + wide_res["load_skipped"])
+    lines += ["", "Targets (issue 6):", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
+    for t in summary["targets"]:
+        lines.append("| %s | %s | %s | %s |" % (t["target"], t["wanted"], t["measured"], "yes" if t["met"] else "NO"))
+    return "\n".join(lines)
+
+
+def plot(runs, summary, path):
+    try:
+        import matplotlib  # pylint: disable=import-outside-toplevel
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        return "matplotlib is not installed: no plot (pip install -r bench/requirements.txt)"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    series = [("hostfw", "manifest", "hostfw (manifest)", "o-"), ("hostfw", "vars", "hostfw (inventory vars)", "s--"),
+              ("hostfw", "render+matrix", "hostfw render + matrix", "^:"), ("aerleon", "aclgen", "Aerleon aclgen", "D-")]
+    for ax, log in zip(axes, (False, True)):
+        for tool_name, variant, label, style in series:
+            pts = sorted((r["hosts"], r["wall"]) for r in runs
+                         if r["tool"] == tool_name and r["variant"] == variant and r["ok"])
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
+        fit = summary["fit"]
+        if fit and not log:
+            xs = sorted({r["hosts"] for r in runs if r["tool"] == "hostfw" and r["variant"] == "manifest" and r["ok"]})
+            ax.plot([0, xs[-1]], [fit["intercept"], fit["intercept"] + fit["slope"] * xs[-1]], color="grey",
+                    linewidth=0.8, label="fit: %.2f ms/host + %.1f s, R²=%.3f"
+                    % (fit["slope"] * 1000, fit["intercept"], fit["r2"]))
+        ax.set_xlabel("hosts")
+        ax.set_ylabel("wall time, whole process (s)")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title("log-log")
+        else:
+            ax.set_title("linear")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    policies = sorted({r["policies"] for r in runs})
+    fig.suptitle("Render time against hosts (policies: %s)" % ", ".join(str(p) for p in policies))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return None
+
+
+def environment():
+    def version(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip().splitlines()[0]
+        except (OSError, IndexError):
+            return None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            mem = int(f.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        mem = None
+
+    def git(*cmd):
+        try:
+            r = subprocess.run(["git", "-C", ROOT] + list(cmd), capture_output=True, text=True, check=False)
+            return r.stdout.strip() if r.returncode == 0 else None
+        except OSError:
+            return None
+    dirty = git("status", "--porcelain", "--", "plugins")
+    return {"cpus": os.cpu_count(), "memory_gib": round(mem / GIB, 1) if mem else None,
+            "commit": git("rev-parse", "--short", "HEAD"),
+            "core_modified_files": None if dirty is None else len(dirty.splitlines()),
+            "load_average": os.getloadavg()[0],
+            "kernel": platform.release(), "python": platform.python_version(),
+            "ansible": version([tool("ansible-playbook") or "ansible-playbook", "--version"]),
+            "aerleon": aerleon_version(), "nft": version(["nft", "--version"]) if shutil.which("nft") else None,
+            "root": os.geteuid() == 0}
+
+
+def parse_sizes(text, policies):
+    sizes = []
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        if "x" in item:
+            n, p = item.split("x", 1)
+            sizes.append((int(n), int(p)))
+        else:
+            sizes.append((int(item), policies))
+    return sizes
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES") or DEFAULT_SIZES,
+                        help="hosts (with --policies) or NxP pairs, comma separated (env BENCH_SIZES)")
+    parser.add_argument("--policies", type=int, default=int(os.environ.get("BENCH_POLICIES") or DEFAULT_POLICIES))
+    parser.add_argument("--aerleon-max-hosts", type=int, default=int(os.environ.get("BENCH_AERLEON_MAX_HOSTS") or 1000))
+    parser.add_argument("--vars-max-hosts", type=int, default=int(os.environ.get("BENCH_VARS_MAX_HOSTS") or 100))
+    parser.add_argument("--matrix-max-hosts", type=int, default=int(os.environ.get("BENCH_MATRIX_MAX_HOSTS") or 100))
+    parser.add_argument("--timeout", type=int, default=int(os.environ.get("BENCH_TIMEOUT") or 300),
+                        help="time limit (s) of one vars, matrix or Aerleon run")
+    parser.add_argument("--wide-policies", type=int, default=1000)
+    parser.add_argument("--wide-addresses", type=int, default=100000)
+    parser.add_argument("--no-wide", action="store_true")
+    parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR"),
+                        help="where workloads and outputs go (default: a temporary directory, removed)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+
+    sizes = parse_sizes(args.sizes, args.policies)
+    if not tool("ansible-playbook"):
+        print("run.py: ansible-playbook not found (make venv)", file=sys.stderr)
+        return 2
+    aclgen = tool("aclgen")
+    work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
+    os.makedirs(work, exist_ok=True)
+    work = os.path.realpath(work)
+    os.makedirs(args.results, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    env_start = environment()
+    runs = []
+    notes = []
+    if not aclgen:
+        notes.append("aclgen (Aerleon) not found: Aerleon not measured (pip install -r bench/requirements.txt)")
+
+    def log(run):
+        runs.append(run)
+        st = run.get("stages") or {}
+        print("%-7s %-13s %6d hosts x %5d policies: %8.2f s, RSS %6.0f / %6.0f MiB%s%s" % (
+            run["tool"], run["variant"], run["hosts"], run["policies"], run["wall"], mib(run["maxrss"]) or 0,
+            mib(run["tree_rss"]) or 0,
+            "" if not st.get("compile_and_write") else ", compile_and_write %.2f s" % st["compile_and_write"],
+            "" if run["ok"] else "  PROBLEMS: " + "; ".join(run["problems"])), flush=True)
+
+    try:
+        for size in sizes:
+            log(fleet_hostfw(size, work, "manifest", PLAYBOOK_NOMATRIX, None))
+            if size[0] <= args.vars_max_hosts:
+                log(fleet_hostfw(size, work, "vars", PLAYBOOK_NOMATRIX, args.timeout))
+            if size[0] <= args.matrix_max_hosts:
+                log(fleet_hostfw(size, work, "render+matrix", PLAYBOOK_RENDER, args.timeout))
+            if aclgen and size[0] <= args.aerleon_max_hosts:
+                log(fleet_aerleon(size, work, args.timeout))
+        wide_res = None
+        if not args.no_wide:
+            wide_res = wide(work, args.wide_policies, args.wide_addresses)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+    main_policies = args.policies if any(size[1] == args.policies for size in sizes) else sizes[0][1]
+    summary = summarise(runs, wide_res, main_policies)
+    text = table(runs) + "\n" + summary_text(summary, wide_res)
+    for note in notes:
+        text += "\n\nNote: " + note
+    print()
+    print(text)
+    png = os.path.join(args.results, "time_vs_hosts.png")
+    plot_note = plot(runs, summary, png)
+    if plot_note:
+        print(plot_note)
+    finished = datetime.datetime.now(datetime.timezone.utc)
+    command = " ".join(["%s=%s" % (k, v) for k, v in sorted(os.environ.items()) if k.startswith("BENCH_")]
+                       + ["bench/run.py"] + (argv if argv is not None else sys.argv[1:]))
+    header = ("Measured %s with `%s` (sizes %s), %s cores, %s GiB, commit %s (%s modified core files), "
+              "load average %.1f at the start and %.1f at the end.\n\n" % (
+                  started.strftime("%Y-%m-%d %H:%M UTC"), command, ",".join("%dx%d" % s for s in sizes),
+                  os.cpu_count(), env_start["memory_gib"], env_start["commit"], env_start["core_modified_files"],
+                  env_start["load_average"], os.getloadavg()[0]))
+    with open(os.path.join(args.results, "table.md"), "w", encoding="utf-8") as f:
+        f.write(header + text + "\n")
+    result = {"started": started.isoformat(), "finished": finished.isoformat(), "command": command,
+              "environment": env_start, "load_average_end": os.getloadavg()[0], "sizes": sizes, "runs": runs, "wide": wide_res, "notes": notes,
+              "plot": None if plot_note else png}
+    result.update(summary)
+    with open(os.path.join(args.results, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    print("\nwrote %s, %s%s" % (os.path.join(args.results, "results.json"), os.path.join(args.results, "table.md"),
+                                "" if plot_note else ", " + png))
+    return 0 if all(r["ok"] or r.get("timeout") for r in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
