@@ -113,8 +113,13 @@ class ActionModule(ActionBase):
             return result
         comp.timings["gather_vars"] = gathered
 
+        protected = task_vars.get("hostfw_protected_ports")
+        if protected is None and str(task_vars.get("hostfw_verify_management_access", True)).lower() in ("false", "no", "0"):
+            # The operator switched management-access verification off and set no protected ports:
+            # they take the risk of cutting access; configured failsafe entries are still proven.
+            protected = []
         try:
-            protected_in, protected_out = parse_protected(task_vars.get("hostfw_protected_ports"))
+            protected_in, protected_out = parse_protected(protected)
         except AnsibleActionFail as exc:
             result["failed"] = True
             result["msg"] = to_native(exc)

@@ -66,7 +66,8 @@ options:
   protected_ports:
     description:
       - Not an option; set the variable C(hostfw_protected_ports) instead (a mapping with C(inbound) and
-        C(outbound) lists of C(tcp:PORT)/C(udp:PORT), or C([]) for none).
+        C(outbound) lists of C(tcp:PORT)/C(udp:PORT), or C([]) for none). Unset, it is the failsafe defaults,
+        or none when C(hostfw_verify_management_access) is false (the operator took the risk of cutting access).
     type: raw
   return_content:
     description:

@@ -61,3 +61,45 @@ def test_bad_input_fails_with_one_line_per_problem_and_writes_nothing(tmp_path):
     assert "GlobalNetworkPolicy node-host-firewall: spec.ingress[0].protocol: 'tcp' is not a protocol" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+LOCKOUT = """---
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata:
+  name: default
+spec:
+  failsafeInboundHostPorts: []
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: cut-ssh
+spec:
+  tier: host-firewall
+  order: 1
+  selector: role == 'node'
+  ingress:
+    - action: Deny
+      protocol: TCP
+      destination:
+        ports: [22]
+"""
+
+
+def test_lockout_is_refused_unless_verification_is_off(tmp_path):
+    """Closing SSH (failsafes removed) is refused by the protected-port proof; with management-access
+    verification explicitly off (and no hostfw_protected_ports), the operator takes the risk."""
+    inv = tmp_path / "inv"
+    shutil.copytree(DEMO, inv)
+    (inv / "manifests" / "40-lockout.yaml").write_text(LOCKOUT)
+    refused = render(str(inv / "inventory.yml"), tmp_path / "a")
+    assert refused.returncode != 0
+    assert "hostfw: refusing, a failsafe proof failed" in refused.stdout
+    assert ("protected inbound port tcp:22 (IPv4) would be closed on all interfaces (*) of host policy-llm-worker by "
+            "tier host-firewall policy cut-ssh ingress rule 0 (Deny)") in refused.stdout
+    allowed = render(str(inv / "inventory.yml"), tmp_path / "b", "-e", "hostfw_verify_management_access=false")
+    assert allowed.returncode == 0, allowed.stdout
+    kept = render(str(inv / "inventory.yml"), tmp_path / "c", "-e", "hostfw_verify_management_access=false",
+                  "-e", '{"hostfw_protected_ports": {"inbound": ["tcp:22"]}}')
+    assert kept.returncode != 0 and "protected inbound port tcp:22" in kept.stdout
