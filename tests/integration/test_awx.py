@@ -492,13 +492,15 @@ def check_render(result, out):
     assert len(compiled) == 1, "the compile task runs once per run"
     res = compiled[0]["event_data"]["res"]
     assert res["summary"].startswith("2 host(s) compiled from 2 inventory host(s)")
-    assert sorted(res["hosts"]) == ["policy-llm-control-plane", "policy-llm-worker"]
+    assert res["compiled"] == 2 and res["refusals"] == []
+    assert res["written"] == ["policy-llm-control-plane.nft", "policy-llm-worker.nft"]
+    assert res["hosts"] == {}, "the render playbook asks for no per-host details (host_details: false)"
     with open(out / "matrix.json", encoding="utf-8") as handle:
         matrix = json.load(handle)
     assert matrix["cells"] and res["matrix_cells"] == len(matrix["cells"])
     assert {e["name"] for e in matrix["endpoints"]} >= {"host/node-control-plane", "host/node-worker"}
-    for host in res["hosts"]:
-        lines = (out / ("%s.nft" % host)).read_text().splitlines()
+    for name in res["written"]:
+        lines = (out / name).read_text().splitlines()
         assert ["table inet hostfw", "delete table inet hostfw", "table inet hostfw {"] == \
             [line for line in lines if line.startswith(("table ", "delete "))]
     assert (out / "matrix.md").is_file()
