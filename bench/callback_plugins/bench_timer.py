@@ -49,12 +49,18 @@ class CallbackModule(CallbackBase):
         res = result._result  # pylint: disable=protected-access
         if isinstance(res, dict) and "timings" in res and self.record["compile"] is None:
             hosts = res.get("hosts") or {}
+            compiled = res.get("compiled")
+            if compiled is None:  # older compile actions: only the per-host dict
+                compiled = sum(1 for e in hosts.values() if e.get("has_ruleset"))
+            refusals = res.get("refusals")
+            if refusals is None:
+                refusals = [h for h, e in hosts.items() if not (e.get("failsafe_proof") or {"ok": True}).get("ok")]
             self.record["compile"] = {
                 "timings": dict(res["timings"]),
                 "summary": res.get("summary"),
-                "hosts_with_ruleset": res.get("compiled", sum(1 for e in hosts.values() if e.get("has_ruleset"))),
-                "proofs_failed": len(res.get("refusals") or []) or sum(
-                    1 for e in hosts.values() if not (e.get("failsafe_proof") or {"ok": True}).get("ok")),
+                "hosts_with_ruleset": compiled,
+                "proofs_failed": len(refusals),
+                "written": len(res.get("written") or []),
                 "matrix_cells": res.get("matrix_cells"),
                 "end": time.time(),
             }
