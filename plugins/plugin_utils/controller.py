@@ -28,7 +28,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Co
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
              "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
              "hostfw_matrix_probes", "ansible_host")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 
 
 def plain(value: Any) -> Any:
@@ -42,27 +42,87 @@ def plain(value: Any) -> Any:
     return value
 
 
+TEMPLATE_MARKERS = ("{{", "{%", "{#")
+
+
+def has_template(value: Any) -> bool:
+    """Whether any string (key or value) inside ``value`` looks like a Jinja2 template."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if "{" in item and any(m in item for m in TEMPLATE_MARKERS):
+                return True
+        elif isinstance(item, Mapping):
+            todo.extend(item.keys())
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            todo.extend(item)
+    return False
+
+
 def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str]:
-    """(hostfw variables of EVERY inventory host, base directory for relative manifest paths)."""
+    """(hostfw variables of EVERY inventory host, base directory for relative manifest paths).
+
+    Ansible's ``hostvars[host][var]`` templates (and copies) the value on every access: for a
+    policy list defined once in ``group_vars`` that is a deep copy per host, about a second per
+    host for a thousand documents.  When ``hostvars`` offers ``raw_get`` (Ansible's HostVars),
+    the un-templated value is read instead, and templated through ``hostvars`` only when it
+    contains a template.  A value shared by many hosts (one object from ``group_vars``) is
+    converted once and stays one object, so the inventory merge sees it once."""
     hostvars = task_vars.get("hostvars", {})
     names = list(task_vars.get("groups", {}).get("all", []))
+    raw_get = getattr(hostvars, "raw_get", None)
+    memo: Dict[int, Tuple[Any, Any]] = {}  # id(raw value) -> (raw value kept alive, plain value or None)
     hosts: Dict[str, Dict[str, Any]] = {}
     for name in names:
-        hv = hostvars[name]
+        raw = raw_get(name) if raw_get is not None else None
         values = {}
+        if not isinstance(raw, Mapping):
+            hv = hostvars[name]
+            for var in HOST_VARS:
+                if var in hv:
+                    values[var] = plain(hv[var])
+            hosts[name] = values
+            continue
+        templated = None
         for var in HOST_VARS:
-            if var in hv:
-                values[var] = plain(hv[var])
+            if var not in raw:
+                continue
+            value = raw[var]
+            hit = memo.get(id(value))
+            if hit is None:
+                hit = (value, None if has_template(value) else plain(value))
+                memo[id(value)] = hit
+            if hit[1] is None:
+                if templated is None:
+                    templated = hostvars[name]
+                values[var] = plain(templated[var])
+            else:
+                values[var] = hit[1]
         hosts[name] = values
     base_dir = task_vars.get("inventory_dir") or task_vars.get("playbook_dir") or os.getcwd()
     return hosts, str(base_dir)
 
 
 def fingerprint(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> str:
+    """A digest of every input: the gathered variables (a value shared by many hosts is
+    serialised once) and the path, size and mtime of every manifest file."""
     h = hashlib.sha256()
     h.update(CACHE_VERSION.encode())
     h.update(base_dir.encode("utf-8"))
-    h.update(json.dumps(hosts, sort_keys=True, default=str).encode("utf-8"))
+    digests: Dict[int, str] = {}
+    for host in sorted(hosts):
+        h.update(json.dumps(host).encode("utf-8"))
+        hv = hosts[host]
+        for var in sorted(hv):
+            value = hv[var]
+            digest = digests.get(id(value))
+            if digest is None:
+                digest = hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+                if isinstance(value, (dict, list)):
+                    digests[id(value)] = digest
+            h.update(("\0%s=%s" % (var, digest)).encode("utf-8"))
     patterns = set()
     for hv in hosts.values():
         value = hv.get("hostfw_manifests")

@@ -103,3 +103,54 @@ def test_lockout_is_refused_unless_verification_is_off(tmp_path):
     kept = render(str(inv / "inventory.yml"), tmp_path / "c", "-e", "hostfw_verify_management_access=false",
                   "-e", '{"hostfw_protected_ports": {"inbound": ["tcp:22"]}}')
     assert kept.returncode != 0 and "protected inbound port tcp:22" in kept.stdout
+
+
+TEMPLATED_INVENTORY = """\
+all:
+  vars:
+    cluster_role: node
+    base_policies:
+      - apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata: {name: allow-ssh}
+        spec:
+          selector: "role == '{{ cluster_role }}'"
+          ingress: [{action: Allow, protocol: TCP, destination: {ports: [22]}}]
+    hostfw_resources: "{{ base_policies }}"
+    hostfw_auto_host_endpoint: true
+    hostfw_labels: {role: "{{ cluster_role }}", name: "{{ inventory_hostname }}"}
+  hosts:
+    n1: {ansible_host: 10.0.0.1, hostfw_node_name: "{{ inventory_hostname }}", hostfw_host_ips: ["10.0.0.1"]}
+    n2: {ansible_host: 10.0.0.2, hostfw_node_name: "{{ inventory_hostname }}", hostfw_host_ips: ["10.0.0.2"]}
+"""
+
+LITERAL_INVENTORY = """\
+all:
+  vars:
+    hostfw_resources:
+      - apiVersion: projectcalico.org/v3
+        kind: GlobalNetworkPolicy
+        metadata: {name: allow-ssh}
+        spec:
+          selector: "role == 'node'"
+          ingress: [{action: Allow, protocol: TCP, destination: {ports: [22]}}]
+    hostfw_auto_host_endpoint: true
+  hosts:
+    n1: {ansible_host: 10.0.0.1, hostfw_host_ips: ["10.0.0.1"], hostfw_labels: {role: node, name: n1}}
+    n2: {ansible_host: 10.0.0.2, hostfw_host_ips: ["10.0.0.2"], hostfw_labels: {role: node, name: n2}}
+"""
+
+
+def test_templated_variables_render_like_literal_ones(tmp_path):
+    """hostfw variables are read un-templated when they hold no template (fast for big shared
+    lists); values that do hold one (a whole list, a label, the node name) are templated per host."""
+    outs = {}
+    for name, text in (("templated", TEMPLATED_INVENTORY), ("literal", LITERAL_INVENTORY)):
+        inv = tmp_path / ("%s.yml" % name)
+        inv.write_text(text)
+        proc = render(str(inv), tmp_path / name)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        outs[name] = tmp_path / name
+    for name in ("n1.nft", "n2.nft", "matrix.json"):
+        assert filecmp.cmp(outs["templated"] / name, outs["literal"] / name, shallow=False), name
+    assert "normal ingress: default/allow-ssh" in (outs["templated"] / "n1.nft").read_text()  # selected by the templated label
