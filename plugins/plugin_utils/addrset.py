@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
+import re
 from functools import lru_cache
 from typing import Iterable, List, Optional, Tuple
 
@@ -34,9 +35,43 @@ def _need_netaddr():
 Interval = Tuple[int, int]
 
 
+_V4_RE = re.compile(r"(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:/(\d{1,2}))?\Z")
+
+
+def parse_v4(text: str) -> Optional[Tuple[int, int]]:
+    """``"a.b.c.d"`` or ``"a.b.c.d/n"`` -> (address as int, prefix length), with the same
+    acceptance as :mod:`ipaddress` (no leading zeros in an octet), or None for anything else
+    (IPv6, or not an address).  Much faster than ipaddress for large network sets."""
+    m = _V4_RE.match(text)
+    if m is None:
+        return None
+    a, b, c, d, plen = m.groups()
+    value = 0
+    for octet in (a, b, c, d):
+        if len(octet) > 1 and octet[0] == "0":
+            return None
+        n = int(octet)
+        if n > 255:
+            return None
+        value = (value << 8) | n
+    length = 32 if plen is None else int(plen)
+    if length > 32 or (plen is not None and len(plen) > 1 and plen[0] == "0"):
+        return None
+    return value, length
+
+
+def v4_text(value: int) -> str:
+    return "%d.%d.%d.%d" % (value >> 24, (value >> 16) & 255, (value >> 8) & 255, value & 255)
+
+
 @lru_cache(maxsize=1 << 16)
 def parse_net(text: str) -> Tuple[int, int, int]:
     """``"10.0.0.0/8"`` or ``"10.0.0.1"`` -> (family, first, last).  Input is already validated."""
+    v4 = parse_v4(text)
+    if v4 is not None:
+        host_bits = 32 - v4[1]
+        first = v4[0] >> host_bits << host_bits
+        return 4, first, first | ((1 << host_bits) - 1)
     net = ipaddress.ip_network(text, strict=False)
     return net.version, int(net.network_address), int(net.broadcast_address)
 
@@ -125,7 +160,7 @@ def _elements(family: int, intervals: Tuple[Interval, ...]) -> List[str]:
     full = 32 if family == 4 else 128
     for first, last in intervals:
         if first == last:
-            out.append(str(netaddr.IPAddress(first, family)))
+            out.append(v4_text(first) if family == 4 else str(netaddr.IPAddress(first, family)))
             continue
         for cidr in netaddr.iprange_to_cidrs(netaddr.IPAddress(first, family), netaddr.IPAddress(last, family)):
             out.append(str(cidr.ip) if cidr.prefixlen == full else str(cidr))

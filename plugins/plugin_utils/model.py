@@ -244,6 +244,12 @@ class Model:
         self._labels_cache: Dict[Tuple, Dict[str, str]] = {}
         self._addressables = self._index_addressables()
         self._groups = self._group_addressables()
+        # label -> value -> positions in _groups: selectors with a required label value
+        # (Selector.required) test only the groups that carry it
+        self._group_index: Dict[str, Dict[str, List[int]]] = {}
+        for pos, group in enumerate(self._groups):
+            for k, v in group[2].items():
+                self._group_index.setdefault(k, {}).setdefault(v, []).append(pos)
         self._namespace_labels = self._index_namespaces()
 
         self._sel_cache: Dict[Tuple, AddrRef] = {}
@@ -313,15 +319,22 @@ class Model:
 
     # -- rule selectors -> address sets ------------------------------------------------------
 
-    def _scope_groups(self, entity: api.EntityRule):
-        """The addressable groups a rule selector of ``entity`` is evaluated against (2.5)."""
+    def _scope_groups(self, entity: api.EntityRule, sel=None):
+        """The addressable groups a rule selector ``sel`` of ``entity`` is evaluated against
+        (2.5), in a stable order.  When ``sel`` requires a label value, only the groups that
+        carry it are returned (the others cannot match)."""
+        groups = self._groups
+        required = getattr(sel, "required", None)
+        if required is not None:
+            by_value = self._group_index.get(required[0], {})
+            groups = [self._groups[pos] for pos in sorted({pos for v in required[1] for pos in by_value.get(v, ())})]
         if entity.global_scope:
-            return [g for g in self._groups if g[0] in ("hep", "gns")], "global()"
+            return [g for g in groups if g[0] in ("hep", "gns")], "global()"
         if entity.namespace_selector is not None:
             nssel = entity.namespace_selector
             ok = {ns for ns, labels in self._namespace_labels.items() if nssel.matches(labels)}
-            return [g for g in self._groups if g[0] in ("wep", "ns") and g[1] in ok], "namespaceSelector " + nssel.canonical
-        return self._groups, None
+            return [g for g in groups if g[0] in ("wep", "ns") and g[1] in ok], "namespaceSelector " + nssel.canonical
+        return groups, None
 
     def selector_ref(self, family: int, entity: api.EntityRule, sel, not_sel) -> AddrRef:
         """Address set for ``sel`` (and, when both are given, ``sel && !not_sel``) in the scope
@@ -333,7 +346,7 @@ class Model:
         ref = self._sel_cache.get(key)
         if ref is not None:
             return ref
-        groups, scope_text = self._scope_groups(entity)
+        groups, scope_text = self._scope_groups(entity, sel)
         intervals = []
         for _kind, _ns, labels, members in groups:
             if sel is not None and not sel.matches(labels):
@@ -379,7 +392,7 @@ class Model:
         ref = self._named_cache.get(key)
         if ref is not None:
             return ref
-        groups, scope_text = self._scope_groups(entity)
+        groups, scope_text = self._scope_groups(entity, sel)
         members = set()
         for kind, _ns, labels, group in groups:
             if kind not in ("hep", "wep"):

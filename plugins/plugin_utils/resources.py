@@ -37,6 +37,7 @@ from collections import abc as _abc
 from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, selector
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import parse_v4, v4_text
 
 __all__ = ["API_VERSION", "KINDS", "build_world", "validate_documents", "flatten_lists",
            "builtin_tiers", "builtin_profiles", "parse_failsafe_string"]
@@ -550,6 +551,10 @@ def _loose_cidr(c: _Ctx, value: Any, path: str) -> Any:
             c.err(path, "is empty", "write a CIDR such as 10.0.0.0/24 or an address")
             return _BAD
         return s
+    v4 = parse_v4(s)  # the common case, without ipaddress objects (network sets can be huge)
+    if v4 is not None:
+        host_bits = 32 - v4[1]
+        return "%s/%d" % (v4_text(v4[0] >> host_bits << host_bits), v4[1])
     addr = _parse_ip(s)
     if addr is not None:
         return str(ipaddress.ip_network(addr))
@@ -570,6 +575,9 @@ def _strict_cidr(c: _Ctx, value: Any, path: str) -> Any:
             c.err(path, "is empty", "write a CIDR such as 10.0.0.0/24")
             return _BAD
         return s
+    v4 = parse_v4(s)
+    if v4 is not None and v4[0] & ((1 << (32 - v4[1])) - 1) == 0:
+        return "%s/%d" % (v4_text(v4[0]), v4[1]), 4
     cidr = _parse_cidr(s)
     if cidr is None:
         addr = _parse_ip(s)

@@ -446,6 +446,18 @@ def _walk(root: tuple):
             todo.extend(node[1])
 
 
+def _required(root: tuple) -> Optional[Tuple[str, Tuple[str, ...]]]:
+    """(label, values) that every match must carry (``label == v`` or ``label in {...}``, at the
+    top or in a top-level ``&&``), for an index lookup; None when there is no such condition."""
+    operands = root[1] if root[0] == _AND else (root,)
+    for node in operands:
+        if node[0] == _EQ:
+            return node[1], (node[2],)
+        if node[0] == _IN:
+            return node[1], tuple(node[2])
+    return None
+
+
 def _depth(root: tuple) -> int:
     deepest = 0
     todo = [(root, 1)]
@@ -659,11 +671,14 @@ class Selector(object):
         text: the text it was parsed from.
         is_all: ``canonical == "all()"`` (the empty selector, ``all()``, ``!!all()``...).
         uses_global: the selector contains ``global()`` somewhere.
+        required: ``(label, values)`` when a match needs ``label`` to have one of ``values``
+            (an ``==`` or ``in`` at the top or in a top-level ``&&``), else None.  Lets callers
+            look candidates up in an index by label value instead of testing everything.
         matches(labels): whether a mapping of label name to value is selected.  It is a compiled
             function stored on the instance (one call, no method dispatch).
     """
 
-    __slots__ = ("canonical", "text", "is_all", "uses_global", "matches", "_hash")
+    __slots__ = ("canonical", "text", "is_all", "uses_global", "required", "matches", "_hash")
 
     def __init__(self, text: str, tree: tuple) -> None:
         canonical = _canonical(tree)
@@ -672,6 +687,7 @@ class Selector(object):
         setter(self, "text", text)
         setter(self, "is_all", canonical == "all()")
         setter(self, "uses_global", any(node[0] == _GLOBAL for node in _walk(tree)))
+        setter(self, "required", _required(tree))
         setter(self, "matches", _compile(tree))
         setter(self, "_hash", hash(canonical))
 
