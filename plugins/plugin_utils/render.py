@@ -151,6 +151,15 @@ _SET = _ENV.from_string(SET_TEMPLATE)
 _TABLE = _ENV.from_string(TABLE_TEMPLATE)
 
 
+def _addr_set(ref: AddrRef, family: int) -> NftSet:
+    """An address set.  ``flags interval`` (an rbtree in the kernel) only when an element is a
+    prefix: a set of single addresses is a hash set, which loads several times faster (a
+    network set of 100,000 host addresses) and matches the same packets."""
+    elements = ref.addrs.elements()
+    interval = any("/" in e for e in elements)
+    return NftSet(ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", interval, comment(ref.comment), elements)
+
+
 def set_text(s: "NftSet") -> str:
     if s.text is None:
         s.text = _SET.render(s=s)
@@ -227,9 +236,7 @@ class _HostRenderer:
         if ref.name is None:
             return ref.addrs.elements()[0]
         if ref.name not in self.sets:
-            self.sets[ref.name] = self._shared_set(ref.name, lambda: NftSet(
-                ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", True, comment(ref.comment),
-                ref.addrs.elements()))
+            self.sets[ref.name] = self._shared_set(ref.name, lambda: _addr_set(ref, family))
         return "@" + ref.name
 
     def _shared_set(self, name, make):
