@@ -258,6 +258,7 @@ class Model:
         self._rules_cache: Dict[Tuple, Tuple[CompiledRule, ...]] = {}
         self._policies_for_labels: Dict[LabelKey, Tuple[api.Policy, ...]] = {}
         self._endpoint_cache: Dict[Tuple, EndpointPlan] = {}
+        self._plans_by_selection: Dict[Tuple, Tuple] = {}
 
     # -- labels ---------------------------------------------------------------------------
 
@@ -556,8 +557,15 @@ class Model:
                     plans.append(TierPlan(tier, tuple(pols), default))
                 tiers.append(((cls, direction), tuple(plans)))
         profiles = tuple(self.world.profiles[n] for n in hep.profiles if n in self.world.profiles)
-        self._endpoint_cache[key] = (tuple(tiers), profiles)
-        return EndpointPlan(hep, iface, tuple(tiers), profiles)
+        # Endpoints selected by the same policies share one tiers object (labels may differ):
+        # the renderer caches tier sections and whole table shapes by its identity.
+        ident = (tuple(map(id, selected)), iface == WILDCARD, tuple(map(id, profiles)))
+        shared = self._plans_by_selection.get(ident)
+        if shared is None:
+            shared = (tuple(tiers), profiles)
+            self._plans_by_selection[ident] = shared
+        self._endpoint_cache[key] = shared
+        return EndpointPlan(hep, iface, shared[0], shared[1])
 
     def has_pass(self, policy: api.Policy, direction: str) -> bool:
         key = ("pass", policy.kind, policy.namespace, policy.name, direction)

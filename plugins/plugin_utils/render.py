@@ -26,6 +26,7 @@ Pass; FWD tells postrouting that a packet was forwarded.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -193,13 +194,32 @@ class Renderer:
         self.shared_sets: Dict[str, NftSet] = {}
         self.inlined_rules: Dict[Tuple, List[NftRule]] = {}
         self.tier_sections: Dict[Tuple, Tuple] = {}
+        # Hosts alike (same Felix settings, same interfaces, same tiers and profiles per
+        # endpoint) have tables that differ only in the host, node and endpoint names: the table
+        # is rendered once per shape with placeholders, and per host the names are joined in.
+        self.shapes: Dict[Tuple, _Shape] = {}
 
     # -- public -----------------------------------------------------------------------------
 
     def render(self, plan: HostPlan) -> str:
+        key = (plan.felix, tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints))
+        shape = self.shapes.get(key)
+        if shape is None:
+            shape = _Shape.of(self, plan)
+            self.shapes[key] = shape
+        names = (plan.host, plan.node) + tuple(ep.hep.name for ep in plan.endpoints)
+        text = shape.fill(names)
+        return text if text is not None else self.render_direct(plan)
+
+    def render_direct(self, plan: HostPlan) -> str:
+        """The table text, built for this host alone (no shape cache)."""
         table = self.table(plan)
         body = [set_text(s) for s in table.sets] + [chain_text(c) for c in table.chains]
-        return _TABLE.render(header=table.header, name=TABLE, body=body)
+        text = _TABLE.render(header=table.header, name=TABLE, body=body)
+        if _SLOT_RE.search(text) and not isinstance(plan.endpoints[0].hep if plan.endpoints else None, _StandIn):
+            # a shape placeholder leaked into a shared cache: a bug, never a table to load
+            raise AssertionError("hostfw render: placeholder in the table of host %s" % plan.host)
+        return text
 
     def table(self, plan: HostPlan) -> Table:
         sets, chains, summary = _HostRenderer(self.model, plan, self).build()
@@ -207,6 +227,69 @@ class Renderer:
                   "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
         header += summary
         return Table(header, sets, chains)
+
+
+_SLOT_RE = re.compile("\x01([0-9]+)\x01")
+_COMMENT_RE = re.compile(r'comment "([^"]*)"')
+_PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
+
+
+class _StandIn:
+    """A host endpoint that is only a name (the renderer reads nothing else of it)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _Shape:
+    """The table of a host shape with the names as slots: ``parts`` alternates text and slot
+    numbers (0 host, 1 node, 2+i the i-th endpoint's HostEndpoint name).
+
+    Filling the slots gives exactly what rendering the host directly gives, because the
+    renderer only formats the names into lines and comments, and ``comment()`` changes a
+    comment only for double quotes, newlines and length: names are used only when they are
+    plain (letters, digits, ``._:@+-``) and short enough that no comment holding one can reach
+    the 127-byte limit (``budget``).  Any other host is rendered directly."""
+
+    __slots__ = ("parts", "budget", "keep")
+
+    def __init__(self, parts, budget, keep):
+        self.parts = parts
+        self.budget = budget
+        self.keep = keep  # the tiers and profiles whose id() is in the key stay alive
+
+    @classmethod
+    def of(cls, renderer: "Renderer", plan: HostPlan) -> "_Shape":
+        keep = tuple((ep.tiers, ep.profiles) for ep in plan.endpoints)
+        stand = HostPlan("\x010\x01", "\x011\x01",
+                         tuple(EndpointPlan(_StandIn("\x01%d\x01" % (2 + i)), ep.iface, ep.tiers, ep.profiles)
+                               for i, ep in enumerate(plan.endpoints)), plan.felix)
+        text = renderer.render_direct(stand)
+        pieces = _SLOT_RE.split(text)
+        slots = (len(pieces) - 1) // 2
+        if text.count("\x01") != 2 * slots:
+            return cls(None, 0, keep)  # a stray \x01 in the text (or a slot cut by truncation)
+        budget = 1 << 30
+        for m in _COMMENT_RE.finditer(text):
+            body = m.group(1)
+            count = body.count("\x01") // 2
+            if count:
+                if len(body.encode("utf-8")) > 120:
+                    return cls(None, 0, keep)  # maybe truncated already: filling could differ
+                fixed = len(_SLOT_RE.sub("", body).encode("utf-8"))
+                budget = min(budget, (127 - fixed) // count)  # at most 127 bytes: never truncated
+        parts = [int(p) if i % 2 else p for i, p in enumerate(pieces)]
+        return cls(parts, budget, keep)
+
+    def fill(self, names: Tuple[str, ...]) -> Optional[str]:
+        if self.parts is None:
+            return None
+        for name in names:
+            if len(name) > self.budget or not _PLAIN_NAME_RE.match(name):
+                return None
+        return "".join([names[p] if i % 2 else p for i, p in enumerate(self.parts)])
 
 
 class _HostRenderer:

@@ -122,3 +122,44 @@ def test_protocols_are_nft_keywords_or_numbers():
         for proto in re.findall(r"meta l4proto (?:!= )?([a-z0-9-]+)", text):
             assert proto in ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite") or proto.isdigit(), (case, proto)
     assert "meta l4proto icmpv6 icmpv6 type 128" in CASES["rich-n1"]()
+
+
+def _fleet_documents():
+    """Many hosts alike (shared shapes), plus hosts whose names cannot use a shape: a long
+    endpoint name, an odd inventory name, two endpoints, a "*" endpoint."""
+    from worlds import doc  # pylint: disable=import-outside-toplevel
+    docs = [doc("Tier", "t", {"order": 10, "defaultAction": "Pass"})]
+    for i in range(12):
+        docs.append(doc("HostEndpoint", "hep-%d" % i, {"node": "n%d" % i, "interfaceName": "eth0",
+                                                      "expectedIPs": ["10.0.0.%d" % (i + 1)]},
+                        {"role": "web" if i % 3 else "db", "n": str(i)}))
+    docs.append(doc("HostEndpoint", "x" * 90, {"node": "n-long", "interfaceName": "eth0", "expectedIPs": ["10.0.1.1"]},
+                    {"role": "web"}))
+    docs.append(doc("HostEndpoint", "second-nic-of-n1", {"node": "n1", "interfaceName": "eth1", "expectedIPs": ["10.0.2.1"]},
+                    {"role": "db"}))
+    docs.append(doc("HostEndpoint", "all-of-n2", {"node": "n2", "interfaceName": "*", "expectedIPs": ["10.0.0.3"]},
+                    {"role": "web"}))
+    docs.append(doc("GlobalNetworkPolicy", "t.web", {"tier": "t", "order": 1, "selector": "role == 'web'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "source": {"selector": "role == 'db'"}, "destination": {"ports": [80]}},
+        {"action": "Pass"}]}))
+    docs.append(doc("GlobalNetworkPolicy", "db", {"order": 2, "selector": "role == 'db'", "ingress": [
+        {"action": "Allow", "protocol": "TCP", "source": {"selector": "role == 'web'"}, "destination": {"ports": [5432]}}]}))
+    return docs
+
+
+def test_shape_cache_renders_byte_identical_tables():
+    """Hosts alike are filled into a shared shape; every table equals a direct render of that host
+    alone, including hosts whose names are too long or too odd for a shape."""
+    nodes = {"host-%d" % i: "n%d" % i for i in range(12)}
+    nodes.update({"n-long": "n-long", 'odd "name" host': "n5", "web-01.example.com": "n7"})
+    comp = compile_documents(_fleet_documents(), nodes=nodes)
+    hosts = comp.hosts_with_rulesets()
+    assert set(nodes) <= set(hosts)
+    cached = {h: comp.ruleset(h) for h in hosts}
+    fresh = compile_documents(_fleet_documents(), nodes=nodes)
+    for host in hosts:
+        assert cached[host] == fresh.renderer.render_direct(fresh.plan(host)), host
+    shapes = comp.renderer.shapes
+    assert len(shapes) < len(hosts)  # hosts alike share a shape
+    assert any(s.parts is not None for s in shapes.values())
+    assert "x" * 90 in cached["n-long"] and 'odd "name" host' in cached['odd "name" host']
