@@ -106,11 +106,11 @@ def calico_manifest(hosts: int, policies: int) -> str:
                     "spec:\n  node: h%d\n  interfaceName: eth0\n  expectedIPs:\n  - %s\n" % (i, i % GROUPS, i % ZONES, i, host_ip(i)))
     for j in range(policies):
         tier = policy_tier(j, policies)
-        docs.append("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: %s.p%0*d\n"
+        docs.append("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: %s.p%s\n"
                     "spec:\n  tier: %s\n  order: %d\n  selector: \"zone == 'z%d'\"\n  types:\n  - Ingress\n"
                     "  ingress:\n  - action: Allow\n    protocol: TCP\n    source:\n      selector: \"group == 'g%d'\"\n"
                     "    destination:\n      ports:\n      - %d\n"
-                    % (tier, width, j, tier, j, j % ZONES, j % GROUPS, BASE_PORT + j))
+                    % (tier, str(j).zfill(width), tier, j, j % ZONES, j % GROUPS, BASE_PORT + j))
     return "---\n".join(docs)
 
 
@@ -167,7 +167,7 @@ def measure(argv: list[str], cwd: str, env: dict[str, str], log: str) -> dict:
     with open(log, "wb") as out:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        status, usage = os.wait4(proc.pid, 0)[1:]
         wall = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall": wall, "rc": proc.returncode, "rss_mib": usage.ru_maxrss / 1024.0, "log": log}
@@ -223,7 +223,7 @@ def ports_of(text: str) -> set[int]:
     """Ports of an nft port expression or set elements: single ports, ranges, ``proto . port`` pairs."""
     ports: set[int] = set()
     for item in re.findall(r"[0-9]+(?:\s*-\s*[0-9]+)?", text):
-        low, _, high = item.partition("-")
+        low, high = item.partition("-")[::2]
         ports.update(range(int(low), int(high or low) + 1))
     return ports
 

@@ -132,8 +132,8 @@ def test_indexed_groups_select_exactly_what_a_full_scan_selects(text, scope):
     model = _label_world().model
     entity = types.SimpleNamespace(global_scope=scope == "global", namespace_selector=None)
     sel = parse(text)
-    indexed, _ = model._scope_groups(entity, sel)
-    everything, _ = model._scope_groups(entity)
+    indexed = model._scope_groups(entity, sel)[0]
+    everything = model._scope_groups(entity)[0]
     assert [g for g in indexed if sel.matches(g[2])] == [g for g in everything if sel.matches(g[2])]
     if sel.required is not None:
         assert len(indexed) < len(everything)
