@@ -39,7 +39,7 @@ def bench(tmp_path_factory):
         pytest.skip("ansible-playbook not installed next to %s or on PATH" % sys.executable)
     base = tmp_path_factory.mktemp("bench")
     results, work = base / "results", base / "work"
-    cmd = [sys.executable, RUN, "--sizes", "%dx%d" % (HOSTS, POLICIES), "--aerleon-max-hosts", str(HOSTS),
+    cmd = [sys.executable, RUN, "--sizes", "%dx%d" % (HOSTS, POLICIES), "--repeat", "1", "--aerleon-max-hosts", str(HOSTS),
            "--vars-max-hosts", str(HOSTS), "--matrix-max-hosts", str(HOSTS), "--timeout", "120",
            "--wide-policies", "10", "--wide-addresses", "200", "--results", str(results), "--workdir", str(work)]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
@@ -125,3 +125,14 @@ def test_plot_written_when_matplotlib_installed(bench):
         pytest.skip("matplotlib not installed")
     with open(png, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_reprints_the_tables_of_a_results_file(bench, tmp_path):
+    shutil.copy(bench["results"] / "results.json", tmp_path / "results.json")
+    proc = subprocess.run([sys.executable, RUN, "--report", str(tmp_path / "results.json")], capture_output=True,
+                          text=True, check=False, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "table.md").read_text(encoding="utf-8")
+    assert text.startswith("Measured ") and "Targets (issue 6):" in text
+    assert "| hostfw | manifest | %d | %d |" % (HOSTS, POLICIES) in text
+    assert proc.stdout.strip() in text
