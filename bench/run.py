@@ -33,7 +33,7 @@ and the ``nft -f`` load time in a fresh network namespace (root only).
 Writes ``results.json``, ``table.md`` and ``time_vs_hosts.png`` (matplotlib, when installed)
 into ``--results`` (default bench/results) and prints the table.
 
-    bench/run.py                                  # the default sizes (about 6 minutes)
+    bench/run.py                                  # the default sizes (about 5 minutes)
     BENCH_SIZES=100,1000 bench/run.py             # hosts (P = --policies), or NxP pairs: 1000x500
     bench/run.py --sizes 20x20 --aerleon-max-hosts 20 --wide-policies 20 --wide-addresses 200 --results /tmp/r
 """

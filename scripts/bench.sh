@@ -6,7 +6,7 @@
 # Installs the benchmark's pinned requirements (Aerleon, matplotlib: bench/requirements.txt) into
 # the project's virtualenv (.venv, or $VENV), then runs
 # bench/run.py, which writes bench/results/{results.json,table.md,time_vs_hosts.png}.
-# The default sizes take about 10 minutes on 2 cores; BENCH_SIZES, BENCH_POLICIES,
+# The default sizes take about 5 minutes on 2 cores; BENCH_SIZES, BENCH_POLICIES, BENCH_REPEAT,
 # BENCH_AERLEON_MAX_HOSTS, BENCH_VARS_MAX_HOSTS, BENCH_MATRIX_MAX_HOSTS, BENCH_TIMEOUT and
 # BENCH_WORKDIR override the defaults (bench/run.py --help).
 set -euo pipefail
