@@ -11,8 +11,8 @@ For every size (N hosts, P policies) of the fleet workload (bench/generate.py):
   is in a manifest.  Measured as a whole process: wall time and peak RSS (the largest process of
   the tree, from ``wait4``, and the sum over the tree, sampled every 50 ms).  Inside it: the time
   until the first task starts (start-up and inventory load, from the ``bench_timer`` callback),
-  and the compile action's own ``timings`` (gather_vars, load_and_validate, index,
-  compile_and_write).  The world cache (HOSTFW_CACHE_DIR) is a fresh empty directory for every
+  and the compile action's own ``timings`` (gather_vars, load_inputs: merging the variables and
+  parsing the manifests, validate, index, compile, write).  The world cache (HOSTFW_CACHE_DIR) is a fresh empty directory for every
   run, so every run validates from scratch.  Each size runs ``--repeat`` times (default 3) and
   the run with the median wall time is reported: the machine is shared and single runs vary.
 * **hostfw, vars**: the same world given as ``hostfw_resources`` in group_vars/all (up to
@@ -66,8 +66,8 @@ DEFAULT_REPEAT = 3
 DEFAULT_POLICIES = 1000
 PLAYBOOK_NOMATRIX = os.path.join(HERE, "playbooks", "render-nomatrix.yml")
 PLAYBOOK_RENDER = "hostfw.nftables.render"
-STAGES = ("until_first_task", "gather_vars", "load_and_validate", "index", "compile_and_write", "matrix",
-          "compile_task", "after_compile")
+STAGES = ("until_first_task", "gather_vars", "load_inputs", "validate", "load_and_validate", "index", "compile", "write",
+          "compile_and_write", "matrix", "compile_task", "after_compile")
 GIB = 1024 ** 3
 
 
@@ -477,19 +477,20 @@ def mib(value):
 
 def table(runs):
     head = ("| tool | variant | hosts | policies | wall s (median of runs) | hosts/s | peak RSS MiB (largest / tree) | "
-            "until 1st task | gather_vars | load+validate | index | compile+write | matrix | compile task | "
-            "after | ok |")
+            "until 1st task | gather_vars | load manifests | validate | index | compile | write | matrix | "
+            "compile task | after | ok |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
         st = r.get("stages") or {}
         ok = "yes" if r["ok"] else ("timeout" if r.get("timeout") else "NO")
-        lines.append("| %s | %s | %d | %d | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        lines.append("| %s | %s | %d | %d | %s | %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["tool"], r["variant"], r["hosts"], r["policies"],
             _fmt(r["wall"]) + (" (%s)" % ", ".join("%.2f" % w for w in r["walls"]) if len(r.get("walls") or ()) > 1 else ""),
             _fmt(r["hosts"] / r["wall"] if r["ok"] else None, "%.0f"),
             _fmt(mib(r["maxrss"]), "%.0f"), _fmt(mib(r["tree_rss"]), "%.0f"),
             _fmt(st.get("until_first_task")), _fmt(st.get("gather_vars")),
-            _fmt(st.get("load_and_validate")), _fmt(st.get("index")), _fmt(st.get("compile_and_write")),
+            _fmt(st.get("load_inputs")), _fmt(st.get("validate")), _fmt(st.get("index")), _fmt(st.get("compile")),
+            _fmt(st.get("write")),
             _fmt(st.get("matrix")), _fmt(st.get("compile_task")), _fmt(st.get("after_compile")), ok))
     return "\n".join(lines)
 

@@ -132,6 +132,7 @@ class ActionModule(ActionBase):
         changed = False
         host_results = {}
         t1 = time.perf_counter()
+        writing = 0.0
         for host in wanted:
             text = comp.ruleset(host)
             entry = {"node": comp.model.node_of(host), "has_ruleset": text is not None,
@@ -143,11 +144,15 @@ class ActionModule(ActionBase):
                 if out_dir:
                     path = os.path.join(out_dir, "%s.nft" % host)
                     entry["path"] = path
+                    tw = time.perf_counter()
                     changed |= write_if_changed(path, text, check_mode, diffs)
+                    writing += time.perf_counter() - tw
                 if args["proof"]:
                     entry["failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out).as_dict()
             host_results[host] = entry
         comp.timings["compile_and_write"] = time.perf_counter() - t1
+        comp.timings["write"] = writing
+        comp.timings["compile"] = comp.timings["compile_and_write"] - writing
 
         checks = []
         for check in args["checks"]:

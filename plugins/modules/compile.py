@@ -177,7 +177,11 @@ summary:
   returned: always
   type: str
 timings:
-  description: Seconds spent in each stage (load_and_validate, index, compile_and_write, matrix, ...).
+  description:
+    - Seconds spent in each stage. C(gather_vars) (reading every host's variables), C(load_inputs) (merging them and
+      parsing the manifests), C(validate), C(load_and_validate) (both), C(index), C(compile) and C(write) with their
+      sum C(compile_and_write), C(matrix); C(load_cached) instead of the loading stages when the validated world came
+      from the cache.
   returned: always
   type: dict
 warnings_hostfw:

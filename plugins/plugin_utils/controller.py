@@ -28,7 +28,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Co
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
              "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
              "hostfw_matrix_probes", "ansible_host")
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 
 
 def plain(value: Any) -> Any:

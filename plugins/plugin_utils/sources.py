@@ -22,6 +22,7 @@ import glob
 import ipaddress
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -76,6 +77,8 @@ class Inventory:
     # matrix probes: [{"protocol": "TCP", "port": 22}, {"protocol": "ICMP"}, ...]
     probes: List[Dict[str, Any]] = field(default_factory=lambda: [dict(p) for p in DEFAULT_PROBES])
     problems: List[errors.Problem] = field(default_factory=list)
+    # seconds: load_inputs (variables merged, manifests parsed) and validate
+    timings: Dict[str, float] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -715,9 +718,12 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
 def load_world(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> Tuple[api.World, Inventory]:
     """Collect the inventory and build the World.  Raises one :class:`~errors.HostfwError` with
     every problem of both steps."""
+    t0 = time.perf_counter()
     inv = collect_inventory(hosts, base_dir)
+    t1 = time.perf_counter()
     collector = errors.Collector()
     collector.problems.extend(inv.problems)
     world = resources.validate_documents(inv.documents, collector)
+    inv.timings = {"load_inputs": t1 - t0, "validate": time.perf_counter() - t1}
     collector.raise_if_any()
     return world, inv

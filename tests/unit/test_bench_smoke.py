@@ -72,8 +72,8 @@ def test_hostfw_stages_are_reported(bench):
     for variant in ("manifest", "vars", "render+matrix"):
         (run,) = _runs(bench["data"], "hostfw", variant)
         stages = run["stages"]
-        for key in ("until_first_task", "gather_vars", "load_and_validate", "index", "compile_and_write",
-                    "compile_task"):
+        for key in ("until_first_task", "gather_vars", "load_inputs", "validate", "load_and_validate", "index",
+                    "compile", "write", "compile_and_write", "compile_task"):
             assert isinstance(stages[key], float) and stages[key] >= 0, (variant, key, stages)
         assert run["compile"]["hosts_with_ruleset"] == HOSTS
         assert run["compile"]["proofs_failed"] == 0
