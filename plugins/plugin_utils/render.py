@@ -205,6 +205,11 @@ class Renderer:
         key = (plan.felix, tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints))
         shape = self.shapes.get(key)
         if shape is None:
+            # First host of its shape: render it directly and only remember the shape, so that a
+            # fleet of all-different hosts keeps no templates.  The second one builds the template.
+            self.shapes[key] = _Shape(None, -1, tuple((ep.tiers, ep.profiles) for ep in plan.endpoints))
+            return self.render_direct(plan)
+        if shape.budget == -1:
             shape = _Shape.of(self, plan)
             self.shapes[key] = shape
         names = (plan.host, plan.node) + tuple(ep.hep.name for ep in plan.endpoints)
@@ -245,7 +250,8 @@ class _StandIn:
 
 class _Shape:
     """The table of a host shape with the names as slots: ``parts`` alternates text and slot
-    numbers (0 host, 1 node, 2+i the i-th endpoint's HostEndpoint name).
+    numbers (0 host, 1 node, 2+i the i-th endpoint's HostEndpoint name).  ``budget`` -1: seen
+    once, no template yet.
 
     Filling the slots gives exactly what rendering the host directly gives, because the
     renderer only formats the names into lines and comments, and ``comment()`` changes a
