@@ -26,8 +26,8 @@ help:
 # --- environment -----------------------------------------------------------------------------
 venv: $(STAMP) collections-link
 
-# Rebuilt when either requirements file is newer than the stamp.
-$(STAMP): requirements.txt requirements-test.txt
+# Rebuilt when a requirements file is newer than the stamp.
+$(STAMP): requirements.txt requirements-test.txt bench/requirements.txt
 	@if [ ! -x $(VENV)/bin/python ]; then \
 	    echo "creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
 	    $(PYTHON) -m venv $(VENV); \

@@ -274,7 +274,7 @@ def run_hostfw(inv, out_dir, work, label, playbook=PLAYBOOK_NOMATRIX, timeout=No
 def fleet_hostfw_median(size, work, repeat):
     """The manifest variant ``repeat`` times (a fresh cache each time): the run with the median
     wall time, with every wall time in ``walls`` (the machine is shared: single runs are noisy)."""
-    runs = [fleet_hostfw(size, work, "manifest", PLAYBOOK_NOMATRIX, None) for _ in range(max(1, repeat))]
+    runs = [fleet_hostfw(size, work, "manifest", PLAYBOOK_NOMATRIX, None) for dummy in range(max(1, repeat))]
     ok = [r for r in runs if r["ok"]]
     if len(ok) < len(runs):
         return next(r for r in runs if not r["ok"])
@@ -557,9 +557,10 @@ def summarise(runs, wide_res, main_policies):
                "%d" % wide_res["rules"], wide_res["rules_ok"])
     if wide_res and wide_res.get("load") and not wide_res["load"].get("error"):
         ld = wide_res["load"]
+        measured = "%.3f s (min %.3f, max %.3f; replace %s s)" % (ld["median"], ld["min"], max(ld["runs"]),
+                                                                 _fmt(ld["replace"], "%.3f"))
         target("nft -f of that host into a fresh network namespace (median of %d)" % len(ld["runs"]), "< 1 s",
-               "%.3f s (min %.3f, max %.3f; replace %s s)" % (ld["median"], ld["min"], max(ld["runs"]),
-                                                            _fmt(ld["replace"], "%.3f")), ld["median"] < 1.0)
+               measured, ld["median"] < 1.0)
     return {"throughput": throughput, "fit": fit, "compile_fit": compile_fit, "marginal": marginal, "targets": targets}
 
 

@@ -6,11 +6,14 @@ Ansible's templating where something does, and one object per shared value."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Mapping
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import controller
 
-from worlds import doc
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+from worlds import doc  # noqa: E402 pylint: disable=wrong-import-position
 
 
 class FakeHostVars(Mapping):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
+import sys
 import types
 
 import pytest
@@ -19,7 +21,8 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils import addrset, re
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.selector import parse
 
-from worlds import doc
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
+from worlds import doc  # noqa: E402 pylint: disable=wrong-import-position
 
 # ---------------------------------------------------------------------------------------------
 # IPv4 text -> integers

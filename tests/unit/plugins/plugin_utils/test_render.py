@@ -130,9 +130,8 @@ def _fleet_documents():
     from worlds import doc  # pylint: disable=import-outside-toplevel
     docs = [doc("Tier", "t", {"order": 10, "defaultAction": "Pass"})]
     for i in range(12):
-        docs.append(doc("HostEndpoint", "hep-%d" % i, {"node": "n%d" % i, "interfaceName": "eth0",
-                                                      "expectedIPs": ["10.0.0.%d" % (i + 1)]},
-                        {"role": "web" if i % 3 else "db", "n": str(i)}))
+        spec = {"node": "n%d" % i, "interfaceName": "eth0", "expectedIPs": ["10.0.0.%d" % (i + 1)]}
+        docs.append(doc("HostEndpoint", "hep-%d" % i, spec, {"role": "web" if i % 3 else "db", "n": str(i)}))
     docs.append(doc("HostEndpoint", "x" * 90, {"node": "n-long", "interfaceName": "eth0", "expectedIPs": ["10.0.1.1"]},
                     {"role": "web"}))
     docs.append(doc("HostEndpoint", "second-nic-of-n1", {"node": "n1", "interfaceName": "eth1", "expectedIPs": ["10.0.2.1"]},
