@@ -557,8 +557,8 @@ def summarise(runs, wide_res, main_policies):
                "%d" % wide_res["rules"], wide_res["rules_ok"])
     if wide_res and wide_res.get("load") and not wide_res["load"].get("error"):
         ld = wide_res["load"]
-        measured = "%.3f s (min %.3f, max %.3f; replace %s s)" % (ld["median"], ld["min"], max(ld["runs"]),
-                                                                 _fmt(ld["replace"], "%.3f"))
+        measured = "%.3f s (min %.3f, max %.3f; replace %s s)" % (
+            ld["median"], ld["min"], max(ld["runs"]), _fmt(ld["replace"], "%.3f"))
         target("nft -f of that host into a fresh network namespace (median of %d)" % len(ld["runs"]), "< 1 s",
                measured, ld["median"] < 1.0)
     return {"throughput": throughput, "fit": fit, "compile_fit": compile_fit, "marginal": marginal, "targets": targets}
