@@ -35,6 +35,7 @@ ARGS = {
     "return_content": {"type": "bool", "default": False},
     "host_details": {"type": "bool", "default": True},
     "fail_on_refusal": {"type": "bool", "default": False},
+    "host_settings": {"type": "dict"},
 }
 
 
@@ -69,6 +70,19 @@ def parse_protected(value):
             entries.append(api.FailsafeEntry(proto, port))
         out.append(tuple(entries))
     return out[0], out[1]
+
+
+def protected_ports(value, verify_management_access, where=""):
+    """(inbound, outbound) protected entries from ``hostfw_protected_ports`` and
+    ``hostfw_verify_management_access``.  With verification off and no explicit protected ports
+    the operator takes the risk of cutting access: none are protected (configured failsafe
+    entries are still proven)."""
+    if value is None and str(verify_management_access).lower() in ("false", "no", "0"):
+        return (), ()
+    try:
+        return parse_protected(value)
+    except AnsibleActionFail as exc:
+        raise AnsibleActionFail(where + to_native(exc)) if where else exc
 
 
 def write_if_changed(path, text, check_mode, diffs):
@@ -113,13 +127,15 @@ class ActionModule(ActionBase):
             return result
         comp.timings["gather_vars"] = gathered
 
-        protected = task_vars.get("hostfw_protected_ports")
-        if protected is None and str(task_vars.get("hostfw_verify_management_access", True)).lower() in ("false", "no", "0"):
-            # The operator switched management-access verification off and set no protected ports:
-            # they take the risk of cutting access; configured failsafe entries are still proven.
-            protected = []
+        # Protected ports: this task's hostfw_protected_ports / hostfw_verify_management_access,
+        # or per host from host_settings (the rollout compiles a whole batch in one task).
+        settings = args.get("host_settings") or {}
         try:
-            protected_in, protected_out = parse_protected(protected)
+            default_protected = protected_ports(task_vars.get("hostfw_protected_ports"),
+                                                task_vars.get("hostfw_verify_management_access", True))
+            per_host = {str(h): protected_ports((v or {}).get("protected_ports"),
+                                                (v or {}).get("verify_management_access", True), "host_settings.%s." % h)
+                        for h, v in settings.items()}
         except AnsibleActionFail as exc:
             result["failed"] = True
             result["msg"] = to_native(exc)
@@ -148,6 +164,7 @@ class ActionModule(ActionBase):
                     changed |= write_if_changed(path, text, check_mode, diffs)
                     writing += time.perf_counter() - tw
                 if args["proof"]:
+                    protected_in, protected_out = per_host.get(host, default_protected)
                     entry["failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out).as_dict()
             host_results[host] = entry
         comp.timings["compile_and_write"] = time.perf_counter() - t1

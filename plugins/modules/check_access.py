@@ -18,17 +18,15 @@ description:
     a candidate.
 options:
   host:
-    description: The inventory host whose table decides.
+    description:
+      - The inventory host whose table decides. With O(source), O(destination) and O(port); or use O(flows).
     type: str
-    required: true
   source:
     description: Source address of the connection as the host sees it (an IP address literal).
     type: str
-    required: true
   destination:
     description: The host's address the connection goes to (an IP address literal).
     type: str
-    required: true
   protocol:
     description: Transport protocol.
     type: str
@@ -37,12 +35,19 @@ options:
   port:
     description: Destination port.
     type: int
-    required: true
   interface:
     description:
       - Interface the connection arrives on. Default is the interface of C(hostfw_interfaces) that holds
         O(destination), else the host endpoint whose expectedIPs contain it, else the all-interfaces endpoint.
     type: str
+  flows:
+    description:
+      - Several connections checked in one task (one compile of the world), each a mapping with the keys
+        C(host), C(source), C(destination), C(port) and optionally C(protocol) and C(interface), as the options
+        of the same names. The results are in RV(flows) and RV(by_host).
+      - Mutually exclusive with O(host).
+    type: list
+    elements: dict
 attributes:
   check_mode:
     support: full
@@ -74,25 +79,48 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that: access.allowed
     fail_msg: "management access would be cut: {{ access.reason }}"
+
+- name: Check the SSH flows of several hosts in one task
+  hostfw.nftables.check_access:
+    flows:
+      - {host: node1, source: 192.0.2.10, destination: 10.0.0.1, port: 22}
+      - {host: node2, source: 192.0.2.10, destination: 10.0.0.2, port: 22}
+  register: batch
+  run_once: true
+
+- name: Refuse to go on if any is denied
+  ansible.builtin.assert:
+    that: batch.flows | rejectattr('allowed') | list | length == 0
+    fail_msg: "{{ batch.flows | rejectattr('allowed') | map(attribute='reason') | list }}"
 """
 
 RETURN = r"""
 allowed:
   description: Whether the first packet of the connection is accepted.
-  returned: success
+  returned: success, with O(host)
   type: bool
   sample: true
 reason:
   description: What decides, for example C(failsafe inbound tcp:22) or
     C(tier host-firewall policy node-host-firewall ingress rule 0 (Allow)) or C(end of tier host-firewall (defaultAction Deny)).
-  returned: success
+  returned: success, with O(host)
   type: str
 interface:
   description: The interface the connection was evaluated on (C(*) for the all-interfaces endpoint).
-  returned: success
+  returned: success, with O(host)
   type: str
 packet:
   description: The packet evaluated, in words.
-  returned: success
+  returned: success, with O(host)
   type: str
+flows:
+  description: With O(flows), one result per flow in the same order, each with the keys of the single-flow
+    result (C(allowed), C(reason), C(interface), C(packet)) and the flow's own keys.
+  returned: success, with O(flows)
+  type: list
+  elements: dict
+by_host:
+  description: With O(flows), the results by host name (the last flow of a host wins).
+  returned: success, with O(flows)
+  type: dict
 """

@@ -69,6 +69,14 @@ options:
         C(outbound) lists of C(tcp:PORT)/C(udp:PORT), or C([]) for none). Unset, it is the failsafe defaults,
         or none when C(hostfw_verify_management_access) is false (the operator took the risk of cutting access).
     type: raw
+  host_settings:
+    description:
+      - Per-host protected ports for the failsafe proofs, when one task compiles several hosts whose settings
+        differ (the C(hostfw.nftables.rollout) role compiles a whole batch this way).
+      - A mapping of inventory host name to a mapping with C(protected_ports) (as C(hostfw_protected_ports); null
+        for the failsafe defaults) and C(verify_management_access) (as C(hostfw_verify_management_access)).
+      - Hosts not listed use this task's C(hostfw_protected_ports) and C(hostfw_verify_management_access).
+    type: dict
   return_content:
     description:
       - Also return the text of every table in the result (large for big inventories).

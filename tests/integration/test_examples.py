@@ -97,6 +97,47 @@ def test_check_access_examples_run(tmp_path):
     out = run_playbook(tmp_path, examples("plugins/modules/check_access.py"), hosts="node1")
     access = task_results(out, "Would the candidate keep SSH from the controller open?")["node1"]
     assert access["allowed"] is True and access["reason"] == "failsafe inbound tcp:22"
+    batch = task_results(out, "Check the SSH flows of several hosts in one task")["node1"]
+    assert [(f["host"], f["allowed"], f["reason"]) for f in batch["flows"]] == [
+        ("node1", True, "failsafe inbound tcp:22"), ("node2", True, "failsafe inbound tcp:22")]
+    assert sorted(batch["by_host"]) == ["node1", "node2"]
+
+
+def test_batch_compile_and_checks_use_per_host_settings(tmp_path):
+    """One task compiles several hosts, each proven with its own protected ports (host_settings);
+    check_access flows evaluate several hosts' connections in one task."""
+    tasks = [
+        {"name": "Compile", "register": "compiled", "run_once": True, "hostfw.nftables.compile": {
+            "hosts": ["node1", "node2"],
+            "host_settings": {"node2": {"protected_ports": {"inbound": ["tcp:5432"]}},
+                              "node1": {"protected_ports": None, "verify_management_access": False}}}},
+        {"name": "Flows", "register": "flows", "run_once": True, "hostfw.nftables.check_access": {"flows": [
+            {"host": "node2", "source": "10.0.0.5", "destination": "10.0.0.6", "port": 5432},
+            {"host": "node2", "source": "192.0.2.1", "destination": "10.0.0.6", "port": 5432, "protocol": "tcp"}]}},
+    ]
+    out = run_playbook(tmp_path, tasks)
+    compiled = task_results(out, "Compile")["node1"]["hosts"]
+    assert compiled["node1"]["failsafe_proof"]["ok"] is True  # verification off, no protected ports: nothing to prove
+    assert compiled["node2"]["failsafe_proof"]["ok"] is False
+    assert any("5432" in m for m in compiled["node2"]["failsafe_proof"]["messages"])
+    flows = task_results(out, "Flows")["node1"]["flows"]
+    assert [f["allowed"] for f in flows] == [True, False]
+    assert flows[0]["reason"] == "tier default policy db ingress rule 0 (Allow)"
+
+
+def test_check_access_flows_errors_name_the_flow(tmp_path):
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
+    (tmp_path / "playbook.yml").write_text(yaml.safe_dump([{"name": "bad", "hosts": "node1", "gather_facts": False,
+                                                            "tasks": [{"hostfw.nftables.check_access": {"flows": [
+                                                                {"host": "node1", "source": "10.0.0.9",
+                                                                 "destination": "10.0.0.5", "port": 22},
+                                                                {"host": "node9", "source": "10.0.0.9",
+                                                                 "destination": "10.0.0.5", "port": 22}]}}]}]))
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1", HOSTFW_CACHE_DIR=str(tmp_path / "c"))
+    proc = subprocess.run([PLAYBOOK_BIN, "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "playbook.yml")],
+                          capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode != 0
+    assert "check_access: flows[1]: node9 is not an inventory host" in proc.stdout, proc.stdout
 
 
 def test_nft_table_examples_are_valid_playbook_tasks(tmp_path):

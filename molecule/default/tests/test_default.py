@@ -72,9 +72,15 @@ def test_check_mode_reports_no_change():
     recap = re.findall(r"^(\S+)\s*: ok=\d+\s+changed=(\d+)", proc.stdout, re.M)
     assert recap and all(entry[1] == "0" for entry in recap), proc.stdout
     assert "+++ after" not in proc.stdout, proc.stdout
-    # the management connection (SSH from the controller) was evaluated against the compiled policy
-    access = task_results(proc.stdout, "Evaluate the management flow against the compiled policy")
-    assert sorted(access) == [("node1", "ok"), ("node2", "ok")], proc.stdout
+    # each host's management connection (SSH from the controller) was noted, the batch's flows were
+    # evaluated against the compiled policy in one task per batch, and neither host was refused
+    noted = task_results(proc.stdout, "Note this host's management flow (the batch is checked in one task below)")
+    assert sorted(noted) == [("node1", "ok"), ("node2", "ok")], proc.stdout
+    evaluated = task_results(
+        proc.stdout, "Evaluate the batch's management flows against the compiled policy (once per batch)")
+    assert evaluated and all(status == "ok" for _, status in evaluated), proc.stdout
+    refused = task_results(proc.stdout, "Refuse a candidate that would cut the management connection")
+    assert sorted(refused) == [("node1", "skipping"), ("node2", "skipping")], proc.stdout
 
 
 def test_check_mode_shows_diff_of_a_changed_policy():
