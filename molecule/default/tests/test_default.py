@@ -78,7 +78,7 @@ def test_check_mode_reports_no_change():
     assert sorted(noted) == [("node1", "ok"), ("node2", "ok")], proc.stdout
     evaluated = task_results(
         proc.stdout, "Evaluate the batch's management flows against the compiled policy (once per batch)")
-    assert evaluated and all(status == "ok" for _, status in evaluated), proc.stdout
+    assert evaluated and all(entry[1] == "ok" for entry in evaluated), proc.stdout
     refused = task_results(proc.stdout, "Refuse a candidate that would cut the management connection")
     assert sorted(refused) == [("node1", "skipping"), ("node2", "skipping")], proc.stdout
 
