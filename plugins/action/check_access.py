@@ -48,42 +48,59 @@ class ActionModule(ActionBase):
         except HostfwError as exc:
             result.update(failed=True, msg=exc.render(with_origin=True), problems=[str(p) for p in exc.problems])
             return result
-        verdicts = []
+        problems, checked = [], []
         for i, flow in enumerate(flows):
             where = "check_access" if single else "check_access: flows[%d]" % i
-            missing = [k for k in ("host", "source", "destination", "port") if flow.get(k) in (None, "")]
-            if missing:
-                result.update(failed=True, msg="%s: %s missing (each flow needs host, source, destination and port)"
-                              % (where, ", ".join(missing)))
-                return result
-            host = str(flow["host"])
-            protocol = str(flow.get("protocol") or "TCP").upper()
-            if protocol not in ("TCP", "UDP", "SCTP"):
-                result.update(failed=True, msg="%s: protocol %r is not one of TCP, UDP, SCTP" % (where, flow.get("protocol")))
-                return result
+            problem = _flow_problem(flow, hosts)
+            if problem:
+                problems.append("%s: %s" % (where, problem))
+            else:
+                checked.append((where, flow))
+        verdicts = []
+        for where, flow in [] if problems else checked:  # report bad flows before evaluating any
             try:
-                port = int(flow["port"])
-            except (TypeError, ValueError):
-                port = 0
-            if not 0 < port < 65536:
-                result.update(failed=True, msg="%s: port %r is not a port number (1-65535)" % (where, flow["port"]))
-                return result
-            if host not in hosts:
-                result.update(failed=True, msg="%s: %s is not an inventory host" % (where, host))
-                return result
-            try:
-                verdict = comp.check_access(host, str(flow["source"]), str(flow["destination"]),
-                                            protocol, port,
+                verdict = comp.check_access(str(flow["host"]), str(flow["source"]), str(flow["destination"]),
+                                            str(flow.get("protocol") or "TCP").upper(), int(flow["port"]),
                                             flow.get("interface"))
             except ValueError as exc:
-                result.update(failed=True, msg="%s: %s (use IP address literals for source and destination)"
-                              % (where, exc))
-                return result
+                problems.append("%s: %s (use IP address literals for source and destination)" % (where, exc))
+                continue
             verdict.update({k: flow.get(k) for k in FLOW_KEYS if flow.get(k) is not None})
             verdicts.append(verdict)
+        if problems:
+            result.update(failed=True, msg=" | ".join(problems), problems=problems)
+            return result
         if single:
             result.update(verdicts[0])
         else:
             result["flows"] = verdicts
-            result["by_host"] = {v["host"]: v for v in verdicts}
+            by_host = {}
+            for verdict in verdicts:
+                # a host is allowed only when all its flows are: keep its first denied flow, if any
+                kept = by_host.get(verdict["host"])
+                if kept is None or (kept["allowed"] and not verdict["allowed"]):
+                    by_host[verdict["host"]] = verdict
+            result["by_host"] = by_host
         return result
+
+
+def _flow_problem(flow, hosts):
+    """What is wrong with one flow (a message without the flow's position), or None."""
+    missing = [k for k in ("host", "source", "destination", "port") if flow.get(k) in (None, "")]
+    if missing:
+        return "%s missing (each flow needs host, source, destination and port)" % ", ".join(missing)
+    unknown = sorted(set(flow) - set(FLOW_KEYS))
+    if unknown:
+        return "unknown key %s (a flow has %s)" % (", ".join(unknown), ", ".join(FLOW_KEYS))
+    protocol = str(flow.get("protocol") or "TCP").upper()
+    if protocol not in ("TCP", "UDP", "SCTP"):
+        return "protocol %r is not one of TCP, UDP, SCTP" % flow.get("protocol")
+    try:
+        port = int(flow["port"])
+    except (TypeError, ValueError):
+        port = 0
+    if not 0 < port < 65536:
+        return "port %r is not a port number (1-65535)" % (flow["port"],)
+    if str(flow["host"]) not in hosts:
+        return "%s is not an inventory host" % flow["host"]
+    return None

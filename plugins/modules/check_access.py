@@ -45,6 +45,7 @@ options:
       - Several connections checked in one task (one compile of the world), each a mapping with the keys
         C(host), C(source), C(destination), C(port) and optionally C(protocol) and C(interface), as the options
         of the same names. The results are in RV(flows) and RV(by_host).
+      - Every bad flow is reported (its index, what is wrong) and none is evaluated when any is bad.
       - Mutually exclusive with O(host).
     type: list
     elements: dict
@@ -120,7 +121,9 @@ flows:
   type: list
   elements: dict
 by_host:
-  description: With O(flows), the results by host name (the last flow of a host wins).
+  description:
+    - With O(flows), one result per host name.
+    - A host is allowed only when all its flows are allowed; its entry is its first denied flow, else its first flow.
   returned: success, with O(flows)
   type: dict
 """

@@ -123,6 +123,11 @@ def test_batch_compile_and_checks_use_per_host_settings(tmp_path):
     flows = task_results(out, "Flows")["node1"]["flows"]
     assert [f["allowed"] for f in flows] == [True, False]
     assert flows[0]["reason"] == "tier default policy db ingress rule 0 (Allow)"
+    # by host: node2 is allowed only if all its flows are; its entry is the denied flow
+    by_host = task_results(out, "Flows")["node1"]["by_host"]
+    assert list(by_host) == ["node2"]
+    assert (by_host["node2"]["allowed"], by_host["node2"]["source"]) == (False, "192.0.2.1")
+    assert by_host["node2"]["reason"] == flows[1]["reason"]
 
 
 def test_check_access_flows_errors_name_the_flow(tmp_path):
@@ -132,12 +137,20 @@ def test_check_access_flows_errors_name_the_flow(tmp_path):
                                                                 {"host": "node1", "source": "10.0.0.9",
                                                                  "destination": "10.0.0.5", "port": 22},
                                                                 {"host": "node9", "source": "10.0.0.9",
-                                                                 "destination": "10.0.0.5", "port": 22}]}}]}]))
+                                                                 "destination": "10.0.0.5", "port": 22},
+                                                                {"host": "node1", "source": "10.0.0.9",
+                                                                 "destination": "10.0.0.5", "port": 70000},
+                                                                {"host": "node1", "source": "10.0.0.9",
+                                                                 "port": 22, "proto": "TCP"}]}}]}]))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1", HOSTFW_CACHE_DIR=str(tmp_path / "c"))
     proc = subprocess.run([PLAYBOOK_BIN, "-i", str(tmp_path / "inventory.yml"), str(tmp_path / "playbook.yml")],
                           capture_output=True, text=True, env=env, check=False)
     assert proc.returncode != 0
-    assert "check_access: flows[1]: node9 is not an inventory host" in proc.stdout, proc.stdout
+    # every bad flow is reported at once, each named by its index; none is evaluated
+    assert ("check_access: flows[1]: node9 is not an inventory host | "
+            "check_access: flows[2]: port 70000 is not a port number (1-65535) | "
+            "check_access: flows[3]: destination missing (each flow needs host, source, destination and port)"
+            ) in proc.stdout, proc.stdout
 
 
 def test_nft_table_examples_are_valid_playbook_tasks(tmp_path):
