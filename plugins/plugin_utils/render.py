@@ -304,6 +304,11 @@ class _HostRenderer:
         self.shared = shared
         self.plan = plan
         self.felix = plan.felix
+        # The Felix settings that change the text of policy and profile rules (Log and Deny
+        # verdicts).  Part of every shared-cache key: hosts whose FelixConfiguration differs in
+        # them (a ``node.<name>`` override) must not share rules.
+        self.verdict_key = (plan.felix.log_prefix, plan.felix.log_action_rate_limit,
+                            plan.felix.log_action_rate_limit_burst, plan.felix.deny_action)
         self.sets: Dict[str, NftSet] = {}
         self.policy_chains: Dict[str, NftChain] = {}
         self.profile_chains: Dict[str, NftChain] = {}
@@ -482,12 +487,13 @@ class _HostRenderer:
         return chain.name
 
     def policy_chain(self, policy: api.Policy, direction: str, mode: str) -> str:
-        return self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode),
+        return self._use_shared(("policy", policy.kind, policy.namespace, policy.name, direction, mode,
+                                 self.verdict_key),
                                 lambda: self._build_policy_chain(policy, direction, mode), self.policy_chains)
 
     def inline_policy(self, chain: NftChain, policy: api.Policy, direction: str, mode: str, guard: str) -> None:
         """Put a policy's rules straight into an endpoint chain (no jump, no chain of its own)."""
-        key = ("policy", policy.kind, policy.namespace, policy.name, direction, mode)
+        key = ("policy", policy.kind, policy.namespace, policy.name, direction, mode, self.verdict_key)
         inlined: Dict[str, NftChain] = {}
         self._use_shared(key, lambda: self._build_policy_chain(policy, direction, mode), inlined)
         cache = self.shared.inlined_rules if self.shared is not None else {}
@@ -523,7 +529,7 @@ class _HostRenderer:
         return chain
 
     def profile_chain(self, profile: api.Profile, direction: str) -> str:
-        return self._use_shared(("profile", profile.name, direction),
+        return self._use_shared(("profile", profile.name, direction, self.verdict_key),
                                 lambda: self._build_profile_chain(profile, direction), self.profile_chains)
 
     def _build_profile_chain(self, profile: api.Profile, direction: str) -> NftChain:
@@ -550,7 +556,7 @@ class _HostRenderer:
         tuple, class, direction and inlining decisions, and reused by every host alike."""
         tiers = ep.tiers_for(cls, direction)
         mode = CLASS_MODE[cls]
-        key = (id(tiers), cls, direction,
+        key = (id(tiers), cls, direction, self.verdict_key,
                tuple(self.usage.get((p.kind, p.namespace, p.name, direction, mode)) for tp in tiers for p in tp.policies))
         cache = self.shared.tier_sections if self.shared is not None else {}
         hit = cache.get(key)

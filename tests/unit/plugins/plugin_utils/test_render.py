@@ -162,3 +162,32 @@ def test_shape_cache_renders_byte_identical_tables():
     assert len(shapes) < len(hosts)  # hosts alike share a shape
     assert any(s.parts is not None for s in shapes.values())
     assert "x" * 90 in cached["n-long"] and 'odd "name" host' in cached['odd "name" host']
+
+
+def _two_nodes_with_own_felix_settings():
+    from worlds import doc  # pylint: disable=import-outside-toplevel
+    docs = [doc("FelixConfiguration", "default", {"logPrefix": "fleet"}),
+            doc("FelixConfiguration", "node.n2", {"logPrefix": "n2-only", "logActionRateLimit": "5/second"})]
+    for node in ("n1", "n2"):
+        for i, iface in enumerate(("eth0", "eth1")):
+            docs.append(doc("HostEndpoint", "%s-%s" % (node, iface), {
+                "node": node, "interfaceName": iface, "expectedIPs": ["10.%d.0.%s" % (i, node[1])], "profiles": ["p"]},
+                {"role": "x"}))
+    docs.append(doc("Profile", "p", {"egress": [{"action": "Log"}, {"action": "Allow"}]}))
+    docs.append(doc("GlobalNetworkPolicy", "logit", {"selector": "role == 'x'", "ingress": [
+        {"action": "Log"}, {"action": "Deny", "protocol": "TCP", "destination": {"ports": [25]}}]}))
+    return docs
+
+
+def test_shared_rules_follow_each_nodes_felix_settings():
+    """Policy chains, inlined rules and tier sections are shared between hosts, but a node's own
+    FelixConfiguration (node.<name>) changes the Log rules: n2 must not get n1's log prefix."""
+    both = compile_documents(_two_nodes_with_own_felix_settings())
+    together = {h: both.ruleset(h) for h in ("n1", "n2")}
+    for host in ("n1", "n2"):
+        alone = compile_documents(_two_nodes_with_own_felix_settings()).ruleset(host)
+        assert together[host] == alone, host
+    assert 'log prefix "fleet default/logit: "' in together["n1"]
+    assert 'limit rate 5/second log prefix "n2-only default/logit: "' in together["n2"]
+    assert 'log prefix "fleet profile p: "' in together["n1"] and 'log prefix "n2-only profile p: "' in together["n2"]
+    assert "n2-only" not in together["n1"] and "fleet" not in together["n2"]
