@@ -82,3 +82,14 @@ def rich_world():
                                               "defaultEndpointToHostAction": "Accept",
                                               "logActionRateLimit": "5/second"}),
     ]
+
+
+def rich_world_rejecting():
+    """rich_world with ``nftablesFilterDenyAction: Reject``: every Deny, end-of-tier drop, final
+    drop and conntrack-invalid drop rejects, except in the copies of the egress chains that
+    postrouting uses."""
+    docs = rich_world()
+    for d in docs:
+        if d["kind"] == "FelixConfiguration":
+            d["spec"]["nftablesFilterDenyAction"] = "Reject"
+    return docs

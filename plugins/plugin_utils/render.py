@@ -55,7 +55,12 @@ MODE_FILTER = "filter"
 MODE_FORWARD = "forward"
 MODE_RAW = "raw"
 MODE_MANGLE = "mangle"
-MODE_PREFIX = {MODE_FILTER: "", MODE_FORWARD: "fwd-", MODE_RAW: "raw-", MODE_MANGLE: "pre-"}
+# Normal egress again, for DNAT'd host traffic at postrouting, where nftables cannot reject: only
+# built when the deny action is Reject (otherwise postrouting reuses the normal egress chains).
+MODE_POST = "post"
+MODE_PREFIX = {MODE_FILTER: "", MODE_FORWARD: "fwd-", MODE_RAW: "raw-", MODE_MANGLE: "pre-", MODE_POST: "post-"}
+MODE_LABEL = {MODE_FILTER: "normal", MODE_FORWARD: "applyOnForward", MODE_RAW: "doNotTrack", MODE_MANGLE: "preDNAT",
+              MODE_POST: "normal, DNAT'd host traffic at postrouting"}
 CLASS_MODE = {NORMAL: MODE_FILTER, FORWARD: MODE_FORWARD, UNTRACKED: MODE_RAW, PREDNAT: MODE_MANGLE}
 DIR_SHORT = {INGRESS: "in", EGRESS: "out"}
 
@@ -309,6 +314,9 @@ class _HostRenderer:
         # them (a ``node.<name>`` override) must not share rules.
         self.verdict_key = (plan.felix.log_prefix, plan.felix.log_action_rate_limit,
                             plan.felix.log_action_rate_limit_burst, plan.felix.deny_action)
+        # nftablesFilterDenyAction / iptablesFilterDenyAction: Felix's verdict for every Deny rule,
+        # end-of-tier drop and final drop of an endpoint.
+        self.reject = plan.felix.deny_action == "Reject"
         self.sets: Dict[str, NftSet] = {}
         self.policy_chains: Dict[str, NftChain] = {}
         self.profile_chains: Dict[str, NftChain] = {}
@@ -433,15 +441,21 @@ class _HostRenderer:
             limit = "%s burst %d packets" % (limit, self.felix.log_action_rate_limit_burst)
         return 'limit rate %s log prefix "%s" level info' % (limit, prefix)
 
+    def _deny(self, mode: str, counter: bool = True) -> str:
+        """Deny: ``reject`` (an ICMP port unreachable, as Felix's plain ``reject``) when the deny
+        action is Reject, except at postrouting, where the kernel refuses ``reject``."""
+        verdict = "reject" if self.reject and mode != MODE_POST else "drop"
+        return "counter " + verdict if counter else verdict
+
     def _verdict(self, action: str, mode: str, owner: str) -> str:
         if action == "Deny":
-            return "counter drop"
+            return self._deny(mode)
         if action == "Pass":
             return "counter meta mark set meta mark | %s return" % _mark(MARK_PASS)
         if action == "Log":
             return "counter " + self._log(owner)
         # Allow
-        if mode == MODE_FILTER:
+        if mode in (MODE_FILTER, MODE_POST):
             return "counter accept"
         if mode == MODE_FORWARD:
             return "counter meta mark set meta mark | %s return" % _mark(MARK_ACCEPT)
@@ -514,27 +528,28 @@ class _HostRenderer:
         """Inline when this table uses the policy (in this direction and mode) from one place
         only, its verdicts are final (not applyOnForward's mark-and-return) and it has no Pass
         (Pass must leave the policy, which only a chain of its own can do)."""
-        if mode == MODE_FORWARD or self.usage.get((policy.kind, policy.namespace, policy.name, direction, mode)) != 1:
+        counted = MODE_FILTER if mode == MODE_POST else mode
+        if mode == MODE_FORWARD or self.usage.get((policy.kind, policy.namespace, policy.name, direction, counted)) != 1:
             return False
         return not self.model.has_pass(policy, direction)
 
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
         name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
         chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
-            policy.tier, policy.name, direction, {MODE_FILTER: "normal", MODE_FORWARD: "applyOnForward",
-                                                  MODE_RAW: "doNotTrack", MODE_MANGLE: "preDNAT"}[mode])))
+            policy.tier, policy.name, direction, MODE_LABEL[mode])))
         for rule in self.model.policy_rules(policy, direction):
             self._rule_lines(chain, rule, mode, "%s/%s %s[%d] %s" % (policy.tier, policy.name, direction,
                                                                      rule.index, rule.action))
         return chain
 
-    def profile_chain(self, profile: api.Profile, direction: str) -> str:
-        return self._use_shared(("profile", profile.name, direction, self.verdict_key),
-                                lambda: self._build_profile_chain(profile, direction), self.profile_chains)
+    def profile_chain(self, profile: api.Profile, direction: str, mode: str = MODE_FILTER) -> str:
+        return self._use_shared(("profile", profile.name, direction, mode, self.verdict_key),
+                                lambda: self._build_profile_chain(profile, direction, mode), self.profile_chains)
 
-    def _build_profile_chain(self, profile: api.Profile, direction: str) -> NftChain:
-        name = "prof-%s/%s" % (DIR_SHORT[direction], profile.name)
-        chain = NftChain(name, comment=comment("profile %s %s" % (profile.name, direction)))
+    def _build_profile_chain(self, profile: api.Profile, direction: str, mode: str) -> NftChain:
+        name = "%sprof-%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], profile.name)
+        chain = NftChain(name, comment=comment("profile %s %s%s" % (
+            profile.name, direction, "" if mode == MODE_FILTER else " (%s)" % MODE_LABEL[mode])))
         for rule in self.model.profile_rules(profile, direction):
             if rule.action == "Pass":
                 # In a profile, Pass goes on with the next profile: a plain return.
@@ -543,21 +558,22 @@ class _HostRenderer:
                         chain.add(expr + " counter return", "profile %s %s[%d] Pass" % (profile.name, direction,
                                                                                         rule.index))
                 continue
-            self._rule_lines(chain, rule, MODE_FILTER, "profile %s %s[%d] %s" % (profile.name, direction,
-                                                                                 rule.index, rule.action))
+            note = "profile %s %s[%d] %s" % (profile.name, direction, rule.index, rule.action)
+            self._rule_lines(chain, rule, mode, note)
         return chain
 
     def _uses_pass(self, tp: TierPlan, direction: str) -> bool:
         return any(self.model.has_pass(p, direction) for p in tp.policies)
 
-    def _tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
+    def _tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str, mode: str) -> None:
         """The tier section of an endpoint chain.  Endpoints alike share their tier tuples (model),
         so the section (its rules, and the sets and policy chains it uses) is built once per tier
         tuple, class, direction and inlining decisions, and reused by every host alike."""
         tiers = ep.tiers_for(cls, direction)
-        mode = CLASS_MODE[cls]
-        key = (id(tiers), cls, direction, self.verdict_key,
-               tuple(self.usage.get((p.kind, p.namespace, p.name, direction, mode)) for tp in tiers for p in tp.policies))
+        counted = CLASS_MODE[cls]
+        key = (id(tiers), cls, direction, mode, self.verdict_key,
+               tuple(self.usage.get((p.kind, p.namespace, p.name, direction, counted)) for tp in tiers
+                     for p in tp.policies))
         cache = self.shared.tier_sections if self.shared is not None else {}
         hit = cache.get(key)
         if hit is None:
@@ -565,7 +581,7 @@ class _HostRenderer:
             own_sets, own_chains = self.sets, self.policy_chains
             self.sets, self.policy_chains = {}, {}
             try:
-                self._build_tiers(chain, ep, cls, direction)
+                self._build_tiers(chain, ep, cls, direction, mode)
                 hit = (chain.rules[start:], self.sets, self.policy_chains, tiers)
             finally:
                 self.sets, self.policy_chains = own_sets, own_chains
@@ -578,8 +594,7 @@ class _HostRenderer:
         for name, ch in used_chains.items():
             self.policy_chains.setdefault(name, ch)
 
-    def _build_tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str) -> None:
-        mode = CLASS_MODE[cls]
+    def _build_tiers(self, chain: NftChain, ep: EndpointPlan, cls: str, direction: str, mode: str) -> None:
         for tp in ep.tiers_for(cls, direction):
             guarded = self._uses_pass(tp, direction)
             guard = "meta mark & %s == 0 " % _mark(MARK_PASS) if guarded else ""
@@ -595,7 +610,7 @@ class _HostRenderer:
                     chain.add("meta mark & %s == %s return" % (_mark(MARK_ACCEPT), _mark(MARK_ACCEPT)),
                               "policy %s allowed" % p.name)
             if tp.default_action == "Deny":
-                chain.add("%scounter drop" % guard, "end of tier %s (defaultAction Deny)" % tp.name)
+                chain.add(guard + self._deny(mode), "end of tier %s (defaultAction Deny)" % tp.name)
 
     def _failsafe(self, chain: NftChain, entries, port_field: str, net_field: str, what: str) -> None:
         plain = [e for e in entries if e.net is None]
@@ -613,13 +628,18 @@ class _HostRenderer:
             chain.add("%s %s %s %s %s %d accept" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
                       "failsafe %s %s" % (what, e))
 
-    def _conntrack(self, chain: NftChain) -> None:
+    def _conntrack(self, chain: NftChain, mode: str) -> None:
         chain.add("ct state established,related accept", "established or related connection")
         if not self.felix.disable_conntrack_invalid_check:
-            chain.add("ct state invalid drop", "conntrack state invalid")
+            chain.add("ct state invalid " + self._deny(mode, counter=False), "conntrack state invalid")
 
-    def endpoint_chain(self, ep: EndpointPlan, cls: str, direction: str) -> str:
+    def endpoint_chain(self, ep: EndpointPlan, cls: str, direction: str, mode: Optional[str] = None) -> str:
+        """The chain of one endpoint, class and direction.  ``mode`` MODE_POST: the normal egress
+        chain again, for postrouting (see MODE_POST)."""
+        mode = mode or CLASS_MODE[cls]
         prefix = {NORMAL: "hep", FORWARD: "hep-fwd", UNTRACKED: "hep-raw", PREDNAT: "hep-pre"}[cls]
+        if mode == MODE_POST:
+            prefix = "hep-post"
         name = "%s-%s-%s" % (prefix, DIR_SHORT[direction], ep.chain_id)
         if name in self.built_endpoint_chains:
             return name
@@ -627,7 +647,7 @@ class _HostRenderer:
         where = "interface %s" % ep.iface if ep.iface != WILDCARD else "all interfaces (*)"
         chain = NftChain(name, comment=comment("host endpoint %s, %s, %s %s" % (
             ep.hep.name, where, {NORMAL: "normal", FORWARD: "forwarded", UNTRACKED: "doNotTrack",
-                                 PREDNAT: "preDNAT"}[cls], direction)))
+                                 PREDNAT: "preDNAT"}[cls] if mode != MODE_POST else MODE_LABEL[mode], direction)))
         fin, fout = self.felix.failsafe_inbound, self.felix.failsafe_outbound
         if cls == UNTRACKED:
             if direction == INGRESS:
@@ -636,56 +656,57 @@ class _HostRenderer:
             else:
                 self._failsafe(chain, fout, "dport", "daddr", "outbound")
                 self._failsafe(chain, fin, "sport", "daddr", "inbound (replies)")
-            self._tiers(chain, ep, cls, direction)
+            self._tiers(chain, ep, cls, direction, mode)
         elif cls == PREDNAT:
             if not self.felix.disable_conntrack_invalid_check:
-                chain.add("ct state invalid drop", "conntrack state invalid")
+                chain.add("ct state invalid " + self._deny(mode, counter=False), "conntrack state invalid")
             self._failsafe(chain, fin, "dport", "saddr", "inbound")
-            self._tiers(chain, ep, cls, direction)
+            self._tiers(chain, ep, cls, direction, mode)
         elif cls == FORWARD:
-            self._conntrack(chain)
+            self._conntrack(chain, mode)
             if ep.has_forward_tiers:
                 chain.add(_clear(MARK_ACCEPT | MARK_PASS), "clear verdict bits")
-                self._tiers(chain, ep, cls, direction)
+                self._tiers(chain, ep, cls, direction, mode)
             else:
                 chain.rules.append(NftRule("# no applyOnForward policy: forwarded traffic allowed"))
         else:
-            self._conntrack(chain)
+            self._conntrack(chain, mode)
             if direction == INGRESS:
                 self._failsafe(chain, fin, "dport", "saddr", "inbound")
             else:
                 self._failsafe(chain, fout, "dport", "daddr", "outbound")
-            self._tiers(chain, ep, cls, direction)
-            if chain.rules and chain.rules[-1].expr == "counter drop":
+            self._tiers(chain, ep, cls, direction, mode)
+            deny = self._deny(mode)
+            if chain.rules and chain.rules[-1].expr == deny:
                 # The last tier ends in an unconditional drop: profiles are unreachable.
                 self.endpoint_chains.append(chain)
                 return name
             for prof in ep.profiles:
-                chain.add("jump %s" % self.profile_chain(prof, direction), "profile %s" % prof.name)
+                chain.add("jump %s" % self.profile_chain(prof, direction, mode), "profile %s" % prof.name)
             if ep.profiles:
                 why = "no profile allowed: default deny of host endpoint %s" % ep.hep.name
             elif ep.tiers_for(NORMAL, direction):
                 why = "tiers passed and no profile: default deny of host endpoint %s" % ep.hep.name
             else:
                 why = "no policy and no profile: default deny of host endpoint %s" % ep.hep.name
-            chain.add("counter drop", why)
+            chain.add(deny, why)
         self.endpoint_chains.append(chain)
         return name
 
     def _dispatch(self, chain: NftChain, key: str, cls: str, direction: str, verb: str, *, wildcard: bool = True,
-                  missing: str = "accept", cond: str = "") -> None:
+                  missing: str = "accept", cond: str = "", mode: Optional[str] = None) -> None:
         """Interface dispatch: a verdict map over named endpoints, then the "*" endpoint."""
         entries = []
         for ep in self.plan.named():
             if ep.tiers_for(cls, direction) or cls in (NORMAL, FORWARD):
-                entries.append('"%s" : %s %s' % (ep.iface, verb, self.endpoint_chain(ep, cls, direction)))
+                entries.append('"%s" : %s %s' % (ep.iface, verb, self.endpoint_chain(ep, cls, direction, mode)))
             elif wildcard and self.plan.wildcard is not None and self.plan.wildcard.tiers_for(cls, direction):
                 entries.append('"%s" : %s' % (ep.iface, missing))
         if entries:
             chain.add("%s%sname vmap { %s }" % (cond, key, ", ".join(entries)), "named host endpoints")
         wc = self.plan.wildcard
         if wildcard and wc is not None and (wc.tiers_for(cls, direction) or cls in (NORMAL, FORWARD)):
-            chain.add("%s%s %s" % (cond, verb, self.endpoint_chain(wc, cls, direction)),
+            chain.add("%s%s %s" % (cond, verb, self.endpoint_chain(wc, cls, direction, mode)),
                       "all-interfaces host endpoint %s" % wc.hep.name)
 
     # -- the table ---------------------------------------------------------------------------
@@ -761,7 +782,9 @@ class _HostRenderer:
         post.add("ct status & dnat == 0 return", "only DNAT'd host traffic is checked here")
         for p in prefixes:
             post.add('oifname "%s*" return' % p, "host to local workload: always allowed")
-        self._dispatch(post, "oif", NORMAL, EGRESS, "goto")
+        # With the Reject deny action the egress chains reject, which postrouting cannot: it gets
+        # its own copies that drop (MODE_POST).
+        self._dispatch(post, "oif", NORMAL, EGRESS, "goto", mode=MODE_POST if self.reject else None)
         base.append(post)
 
         chains = base + [din, dout] + self.endpoint_chains + list(self.profile_chains.values()) \

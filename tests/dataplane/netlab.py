@@ -599,6 +599,10 @@ class Lab:
             "net/ipv4/ping_group_range": "0 2147483647",
             "net/ipv4/ip_local_port_range": "33000 65000",  # above NodePorts and kubelet
             "net/core/somaxconn": "65535",
+            # ICMP errors (an nftables reject's port unreachable) are not rate limited: a batch
+            # of probes to one peer must each get its error, or a reject looks like a drop.
+            "net/ipv4/icmp_ratelimit": "0",
+            "net/ipv6/icmp/ratelimit": "0",
         })
         self._ip_batch(ns, ["link set lo up"])
         node.add_interface(ifname, addrs, bridge, default_route=True, mtu=mtu)

@@ -171,6 +171,33 @@ def test_v12_staged_and_failsafe_configuration():
     check_world(docs)
 
 
+@pytest.mark.parametrize("deny_action, denied_tcp", [("Drop", "timeout"), ("Reject", "refused")])
+def test_deny_action_drop_times_out_and_reject_refuses(deny_action, denied_tcp):
+    """nftablesFilterDenyAction: a policy Deny, a profile Deny and an end-of-tier drop reject (the
+    client's connect is refused at once) or drop (it times out).  IPv6 clients are denied either
+    way; with Reject, Linux reports the refusal only at the SYN's first retransmission (about 1 s,
+    past the lab's probe timeout), so only IPv4 tells the two apart here."""
+    docs = [doc("FelixConfiguration", "default", {"nftablesFilterDenyAction": deny_action}),
+            hep("h1", "n1", H1, profiles=["deny-8080"]), hep("h2", "n2", H2, labels={"role": "db"})] + PODS
+    docs += [doc("Profile", "deny-8080", {"ingress": [{"action": "Deny", "protocol": "TCP", "destination": {"ports": [8080]}},
+                                                      {"action": "Allow"}]}),
+             doc("Tier", "t1", {"order": 100, "defaultAction": "Deny"}),
+             gnp("p1", tier="t1", selector="role == 'node'", ingress=[
+                 {"action": "Deny", "protocol": "TCP", "destination": {"ports": [443]}}, {"action": "Pass"}]),
+             gnp("p2", tier="t1", selector="role == 'db'", types=["Ingress"], ingress=[
+                 {"action": "Allow", "protocol": "TCP", "destination": {"ports": [22]}}])]
+    _dw, flows, results = check_world(docs)
+    by = {(f.src_ip, f.dst_ip, f.protocol, f.port): r for f, r in zip(flows, results)}
+    pod, pod6 = "10.20.0.5", "fd20::5"
+    for (dst, port), why in {("10.10.0.1", 443): "policy Deny", ("10.10.0.1", 8080): "profile Deny",
+                             ("10.10.0.2", 80): "end of tier t1"}.items():
+        r = by[(pod, dst, "tcp", port)]
+        assert (r.verdict, r.detail) == ("denied", denied_tcp), "%s: %s" % (why, r)
+    assert not by[(pod6, "fd10::1", "tcp", 443)].allowed and not by[(pod6, "fd10::1", "tcp", 8080)].allowed
+    assert by[(pod, "10.10.0.1", "tcp", 80)].allowed and by[(pod, "10.10.0.2", "tcp", 22)].allowed
+    assert by[(pod6, "fd10::1", "tcp", 80)].allowed
+
+
 def test_rich_world_every_feature_at_once():
     check_world(rich_world(), probes=[("tcp", 22), ("tcp", 443), ("tcp", 8050), ("tcp", 9100), ("tcp", 30080),
                                       ("udp", 53), ("udp", 11211), ("icmp", None)],

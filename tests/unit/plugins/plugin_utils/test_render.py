@@ -21,7 +21,7 @@ import pytest
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents, compile_inventory
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")))
-from worlds import rich_world  # noqa: E402
+from worlds import rich_world, rich_world_rejecting  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 GOLDEN = os.path.join(HERE, "golden")
@@ -38,6 +38,7 @@ def demo_compilation():
 CASES = {
     "rich-n1": lambda: compile_documents(rich_world()).ruleset("n1"),
     "rich-n2": lambda: compile_documents(rich_world()).ruleset("n2"),
+    "rich-n1-reject": lambda: compile_documents(rich_world_rejecting()).ruleset("n1"),
     "demo-worker": lambda: demo_compilation().ruleset("policy-llm-worker"),
 }
 
@@ -191,3 +192,40 @@ def test_shared_rules_follow_each_nodes_felix_settings():
     assert 'limit rate 5/second log prefix "n2-only default/logit: "' in together["n2"]
     assert 'log prefix "fleet profile p: "' in together["n1"] and 'log prefix "n2-only profile p: "' in together["n2"]
     assert "n2-only" not in together["n1"] and "fleet" not in together["n2"]
+
+
+def _chains_reachable_from(text, start):
+    chains, name = {}, None
+    for line in text.splitlines():
+        m = re.match(r"\tchain (\S+) \{$", line)
+        if m:
+            name = m.group(1)
+            chains[name] = []
+        elif name is not None and line.startswith("\t\t"):
+            chains[name].append(line.strip())
+    seen, todo = set(), [start]
+    while todo:
+        chain = todo.pop()
+        if chain in seen:
+            continue
+        seen.add(chain)
+        for rule in chains[chain]:
+            todo.extend(re.findall(r"\b(?:jump|goto) ([^\s,}]+)", rule))
+    return {c: chains[c] for c in seen}
+
+
+def test_reject_deny_action_rejects_everywhere_but_postrouting():
+    """nftablesFilterDenyAction Reject: Deny rules, end-of-tier drops, final drops and the
+    conntrack-invalid drop reject; the kernel refuses reject at postrouting, so the chains that
+    DNAT'd host egress reaches there drop."""
+    text = compile_documents(rich_world_rejecting()).ruleset("n1")
+    post = _chains_reachable_from(text, "mangle-postrouting")
+    assert {"hep-post-out-eth0", "hep-post-out-any", "post-out/platform/admin-ssh"} <= set(post)
+    assert not [r for rules in post.values() for r in rules if "reject" in r]
+    assert 'counter drop comment "end of tier default (defaultAction Deny)"' in "\n".join(post["hep-post-out-eth0"])
+    normal = _chains_reachable_from(text, "filter-input")
+    lines = [r for rules in normal.values() for r in rules]
+    assert 'ip saddr 203.0.113.0/24 counter reject comment "security/block-bad ingress[1] Deny"' in lines
+    assert 'ct state invalid reject comment "conntrack state invalid"' in lines
+    assert not [r for r in lines if " drop" in r and "defaultEndpointToHostAction" not in r]
+    assert "reject" not in compile_documents(rich_world()).ruleset("n1")
