@@ -283,6 +283,8 @@ def worlds(draw):
     docs.append(wep("web", "prod", ["10.20.0.5/32", "fd20::5/128"], {"app": "web", "role": "web"}))
     docs.append(wep("db", "prod", ["10.20.0.6/32"], {"app": "db", "zone": "a"}))
     docs.append(doc("GlobalNetworkSet", "ext", {"nets": ["10.30.0.0/24", "fd30::/64"]}, {"kind": "ext"}))
+    if draw(st.booleans()):
+        docs.append(doc("FelixConfiguration", "default", {"nftablesFilterDenyAction": "Reject"}))
     tiers = ["default"]
     for name in draw(st.lists(st.sampled_from(["t1", "t2"]), max_size=2, unique=True)):
         spec = {"defaultAction": draw(st.sampled_from(["Deny", "Pass"]))}
