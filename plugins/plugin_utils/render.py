@@ -62,11 +62,19 @@ MODE_PREFIX = {MODE_FILTER: "", MODE_FORWARD: "fwd-", MODE_RAW: "raw-", MODE_MAN
 MODE_LABEL = {MODE_FILTER: "normal", MODE_FORWARD: "applyOnForward", MODE_RAW: "doNotTrack", MODE_MANGLE: "preDNAT",
               MODE_POST: "normal, DNAT'd host traffic at postrouting"}
 CLASS_MODE = {NORMAL: MODE_FILTER, FORWARD: MODE_FORWARD, UNTRACKED: MODE_RAW, PREDNAT: MODE_MANGLE}
+ENDPOINT_PREFIX = {NORMAL: "hep", FORWARD: "hep-fwd", UNTRACKED: "hep-raw", PREDNAT: "hep-pre"}
+ENDPOINT_LABEL = {NORMAL: "normal", FORWARD: "forwarded", UNTRACKED: "doNotTrack", PREDNAT: "preDNAT"}
 DIR_SHORT = {INGRESS: "in", EGRESS: "out"}
 
 
 def _mark(bits: int) -> str:
     return "0x%08x" % bits
+
+
+def _usage_mode(mode: str) -> str:
+    """The mode a policy's use is counted under (``_HostRenderer.usage``): the postrouting copy
+    of normal egress is counted as normal egress."""
+    return MODE_FILTER if mode == MODE_POST else mode
 
 
 def _clear(bits: int) -> str:
@@ -528,7 +536,7 @@ class _HostRenderer:
         """Inline when this table uses the policy (in this direction and mode) from one place
         only, its verdicts are final (not applyOnForward's mark-and-return) and it has no Pass
         (Pass must leave the policy, which only a chain of its own can do)."""
-        counted = MODE_FILTER if mode == MODE_POST else mode
+        counted = _usage_mode(mode)
         if mode == MODE_FORWARD or self.usage.get((policy.kind, policy.namespace, policy.name, direction, counted)) != 1:
             return False
         return not self.model.has_pass(policy, direction)
@@ -542,7 +550,7 @@ class _HostRenderer:
                                                                      rule.index, rule.action))
         return chain
 
-    def profile_chain(self, profile: api.Profile, direction: str, mode: str = MODE_FILTER) -> str:
+    def profile_chain(self, profile: api.Profile, direction: str, mode: str) -> str:
         return self._use_shared(("profile", profile.name, direction, mode, self.verdict_key),
                                 lambda: self._build_profile_chain(profile, direction, mode), self.profile_chains)
 
@@ -570,7 +578,7 @@ class _HostRenderer:
         so the section (its rules, and the sets and policy chains it uses) is built once per tier
         tuple, class, direction and inlining decisions, and reused by every host alike."""
         tiers = ep.tiers_for(cls, direction)
-        counted = CLASS_MODE[cls]
+        counted = _usage_mode(mode)
         key = (id(tiers), cls, direction, mode, self.verdict_key,
                tuple(self.usage.get((p.kind, p.namespace, p.name, direction, counted)) for tp in tiers
                      for p in tp.policies))
@@ -628,26 +636,28 @@ class _HostRenderer:
             chain.add("%s %s %s %s %s %d accept" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
                       "failsafe %s %s" % (what, e))
 
-    def _conntrack(self, chain: NftChain, mode: str) -> None:
-        chain.add("ct state established,related accept", "established or related connection")
+    def _invalid(self, chain: NftChain, mode: str) -> None:
         if not self.felix.disable_conntrack_invalid_check:
             chain.add("ct state invalid " + self._deny(mode, counter=False), "conntrack state invalid")
+
+    def _conntrack(self, chain: NftChain, mode: str) -> None:
+        chain.add("ct state established,related accept", "established or related connection")
+        self._invalid(chain, mode)
 
     def endpoint_chain(self, ep: EndpointPlan, cls: str, direction: str, mode: Optional[str] = None) -> str:
         """The chain of one endpoint, class and direction.  ``mode`` MODE_POST: the normal egress
         chain again, for postrouting (see MODE_POST)."""
         mode = mode or CLASS_MODE[cls]
-        prefix = {NORMAL: "hep", FORWARD: "hep-fwd", UNTRACKED: "hep-raw", PREDNAT: "hep-pre"}[cls]
         if mode == MODE_POST:
-            prefix = "hep-post"
+            prefix, label = "hep-post", MODE_LABEL[MODE_POST]
+        else:
+            prefix, label = ENDPOINT_PREFIX[cls], ENDPOINT_LABEL[cls]
         name = "%s-%s-%s" % (prefix, DIR_SHORT[direction], ep.chain_id)
         if name in self.built_endpoint_chains:
             return name
         self.built_endpoint_chains.add(name)
         where = "interface %s" % ep.iface if ep.iface != WILDCARD else "all interfaces (*)"
-        chain = NftChain(name, comment=comment("host endpoint %s, %s, %s %s" % (
-            ep.hep.name, where, {NORMAL: "normal", FORWARD: "forwarded", UNTRACKED: "doNotTrack",
-                                 PREDNAT: "preDNAT"}[cls] if mode != MODE_POST else MODE_LABEL[mode], direction)))
+        chain = NftChain(name, comment=comment("host endpoint %s, %s, %s %s" % (ep.hep.name, where, label, direction)))
         fin, fout = self.felix.failsafe_inbound, self.felix.failsafe_outbound
         if cls == UNTRACKED:
             if direction == INGRESS:
@@ -658,8 +668,7 @@ class _HostRenderer:
                 self._failsafe(chain, fin, "sport", "daddr", "inbound (replies)")
             self._tiers(chain, ep, cls, direction, mode)
         elif cls == PREDNAT:
-            if not self.felix.disable_conntrack_invalid_check:
-                chain.add("ct state invalid " + self._deny(mode, counter=False), "conntrack state invalid")
+            self._invalid(chain, mode)
             self._failsafe(chain, fin, "dport", "saddr", "inbound")
             self._tiers(chain, ep, cls, direction, mode)
         elif cls == FORWARD:
