@@ -59,7 +59,7 @@ class HostfwError(Exception):
 
 
 class Collector:
-    """Collects problems while a validator walks the input."""
+    """Collects problems while a validator walks the input: the one problem sink of the core."""
 
     def __init__(self) -> None:
         self.problems: List[Problem] = []
@@ -67,6 +67,29 @@ class Collector:
     def add(self, kind: str, name: str, path: str, message: str, origin: Optional[str] = None) -> None:
         self.problems.append(Problem(kind, name, path, message, origin))
 
+    def scope(self, kind: str, name: str, origin: Optional[str] = None) -> "Scope":
+        """The view of this collector that one document's validation writes to."""
+        return Scope(self, kind, name, origin)
+
     def raise_if_any(self) -> None:
         if self.problems:
             raise HostfwError(self.problems)
+
+
+class Scope:
+    """The problems of one document, added to a :class:`Collector`: every problem it reports
+    names the document's kind, name and origin.  ``failed`` tells whether it reported any."""
+
+    __slots__ = ("collector", "kind", "name", "origin", "failed")
+
+    def __init__(self, collector: Collector, kind: str, name: str, origin: Optional[str] = None) -> None:
+        self.collector = collector
+        self.kind = kind
+        self.name = name
+        self.origin = origin
+        self.failed = False
+
+    def err(self, path: str, what: str, fix: str) -> None:
+        """Report ``what`` is wrong at ``path`` and the ``fix``."""
+        self.failed = True
+        self.collector.problems.append(Problem(self.kind, self.name, path, "%s (%s)" % (what, fix), self.origin))

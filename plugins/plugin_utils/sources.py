@@ -28,10 +28,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import yaml
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, resources
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.resources import _is_map
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, checks, errors, resources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.checks import is_map as _is_map
 
-__all__ = ["Inventory", "DEFAULT_PROBES", "load_manifest_text", "load_manifests", "collect_inventory",
+__all__ = ["Inventory", "DEFAULT_PROBES", "load_manifest_text", "load_manifests", "expand", "collect_inventory",
            "load_world"]
 
 Document = Tuple[Any, str]
@@ -173,7 +173,9 @@ def _display_path(path: str, base_dir: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _expand(pattern: str, base_dir: str) -> List[str]:
+def expand(pattern: str, base_dir: str) -> List[str]:
+    """The manifest files one ``hostfw_manifests`` entry names: a path, a glob (``**`` allowed) or
+    a directory (its ``*.yaml``/``*.yml``/``*.json`` files), relative to ``base_dir``; sorted."""
     path = os.path.expanduser(pattern)
     if not os.path.isabs(path):
         path = os.path.join(base_dir, path)
@@ -206,7 +208,7 @@ def load_manifests(patterns: Iterable[str], base_dir: str,
         if not isinstance(pattern, str) or not pattern:
             sink.add("Manifest", repr(pattern), "", "is not a path (give hostfw_manifests as a list of paths or globs)")
             continue
-        files = _expand(pattern, base_dir)
+        files = expand(pattern, base_dir)
         if not files:
             sink.add("Manifest", pattern, "", "matches no file under %s (check the path; relative paths are relative "
                      "to %s)" % (base_dir, base_dir))
@@ -294,7 +296,7 @@ def _show_identity(identity: Tuple[str, Optional[str], str]) -> str:
 def _iface_part(interface: str) -> str:
     if interface == "*":
         return "all"
-    return resources._sanitise_name(interface)  # noqa: SLF001 - shared helper of the core
+    return checks.sanitise_name(interface)
 
 
 class _Collect(object):
@@ -337,7 +339,7 @@ class _Collect(object):
             value = [value]
         elif not isinstance(value, (list, tuple)):
             self.problem(host, "hostfw_resources", "expected a list of Calico documents, got %s (write a YAML list "
-                         "of documents with apiVersion, kind, metadata and spec)" % resources._tname(value))
+                         "of documents with apiVersion, kind, metadata and spec)" % checks.tname(value))
             return
         if not self.first_time(value):
             return  # the very list another host carries (group_vars/all): read once
@@ -388,14 +390,14 @@ class _Collect(object):
             value = [value]
         elif not isinstance(value, (list, tuple)):
             self.problem(host, "hostfw_manifests", "expected a list of paths or globs, got %s (write e.g. "
-                         "['manifests/*.yaml'])" % resources._tname(value))
+                         "['manifests/*.yaml'])" % checks.tname(value))
             return
         if not self.first_time(value):
             return
         for i, pattern in enumerate(value):
             if not isinstance(pattern, str) or not pattern:
                 self.problem(host, "hostfw_manifests[%d]" % i, "expected a path or glob, got %s (write a string such "
-                             "as manifests/*.yaml)" % resources._show(pattern))
+                             "as manifests/*.yaml)" % checks.show(pattern))
                 continue
             if pattern not in self.pattern_set:
                 self.pattern_set.add(pattern)
@@ -425,14 +427,14 @@ class _Collect(object):
             return
         if not isinstance(value, (list, tuple)):
             self.problem(host, "hostfw_matrix_probes", "expected a list of {protocol, port} mappings, got %s (write "
-                         "e.g. [{protocol: TCP, port: 22}])" % resources._tname(value))
+                         "e.g. [{protocol: TCP, port: 22}])" % checks.tname(value))
             return
         out: List[Dict[str, Any]] = []
         for i, item in enumerate(value):
             path = "hostfw_matrix_probes[%d]" % i
             if not _is_map(item):
                 self.problem(host, path, "expected a mapping with protocol and port, got %s (write e.g. "
-                             "{protocol: TCP, port: 22})" % resources._tname(item))
+                             "{protocol: TCP, port: 22})" % checks.tname(item))
                 continue
             unknown = [k for k in item if k not in ("protocol", "port")]
             for k in unknown:
@@ -443,7 +445,7 @@ class _Collect(object):
                 if isinstance(proto, str):
                     close = next((p for p in PROBE_PROTOCOLS if p.lower() == proto.lower()), None)
                 self.problem(host, path + ".protocol", "%s is not a probe protocol (%s)" % (
-                    resources._show(proto), "use %s" % close if close else "use TCP, UDP, SCTP, ICMP or ICMPv6"))
+                    checks.show(proto), "use %s" % close if close else "use TCP, UDP, SCTP, ICMP or ICMPv6"))
                 continue
             port = item.get("port")
             if proto in ("ICMP", "ICMPv6"):
@@ -457,7 +459,7 @@ class _Collect(object):
                     continue
                 if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
                     self.problem(host, path + ".port", "%s is not a port (use a number 1-65535)"
-                                 % resources._show(port))
+                                 % checks.show(port))
                     continue
                 probe = {"protocol": proto, "port": port}
             if unknown:
@@ -475,16 +477,16 @@ class _Collect(object):
             return host, False
         if not isinstance(value, str):
             self.problem(host, "hostfw_node_name", "expected a string, got %s (quote the node name)"
-                         % resources._tname(value))
+                         % checks.tname(value))
             return host, False
         return value, True
 
     def check_node(self, host: str, node: str, explicit: bool) -> bool:
-        if resources._valid_name(node, "subdomain"):
+        if checks.valid_name(node, "subdomain"):
             return True
-        suggestion = resources._sanitise_name(node)
+        suggestion = checks.sanitise_name(node)
         fix = "set hostfw_node_name to the host's Calico node name: lower case letters, digits, '-' and '.'"
-        if suggestion and resources._valid_name(suggestion, "subdomain"):
+        if suggestion and checks.valid_name(suggestion, "subdomain"):
             fix += ", e.g. %r" % suggestion
         if explicit:
             self.problem(host, "hostfw_node_name", "%r is not a valid Calico node name (%s)" % (node, fix))
@@ -498,14 +500,14 @@ class _Collect(object):
             return
         if not _is_map(value):
             self.problem(host, "hostfw_interfaces", "expected a mapping of interface name to addresses, got %s "
-                         "(write e.g. {eth0: [10.0.0.5]})" % resources._tname(value))
+                         "(write e.g. {eth0: [10.0.0.5]})" % checks.tname(value))
             return
         out: Dict[str, List[str]] = {}
         for name, addrs in value.items():
             path = "hostfw_interfaces[%r]" % (name,)
-            if not isinstance(name, str) or not resources.INTERFACE_RE.fullmatch(name):
+            if not isinstance(name, str) or not checks.INTERFACE_RE.fullmatch(name):
                 self.problem(host, "hostfw_interfaces", "%s is not an interface name (use 1-15 letters, digits, "
-                             "'_', '.' and '-')" % resources._show(name))
+                             "'_', '.' and '-')" % checks.show(name))
                 continue
             if addrs is None:
                 addrs = []
@@ -513,14 +515,14 @@ class _Collect(object):
                 addrs = [addrs]
             if not isinstance(addrs, (list, tuple)):
                 self.problem(host, path, "expected a list of addresses, got %s (write e.g. [10.0.0.5])"
-                             % resources._tname(addrs))
+                             % checks.tname(addrs))
                 continue
             ips: List[str] = []
             for i, addr in enumerate(addrs):
                 ip = _interface_address(addr)
                 if ip is None:
                     self.problem(host, "%s[%d]" % (path, i), "%s is not an IP address (write e.g. 10.0.0.5 or "
-                                 "10.0.0.5/24)" % resources._show(addr))
+                                 "10.0.0.5/24)" % checks.show(addr))
                     continue
                 if ip not in ips:
                     ips.append(ip)
@@ -535,7 +537,7 @@ class _Collect(object):
             return {}
         if not _is_map(labels):
             self.problem(host, "hostfw_labels", "expected a mapping of label names to values, got %s (write e.g. "
-                         "{role: worker})" % resources._tname(labels))
+                         "{role: worker})" % checks.tname(labels))
             return None
         return labels
 
@@ -546,14 +548,14 @@ class _Collect(object):
             value = [value]
         if not isinstance(value, (list, tuple)):
             self.problem(host, "hostfw_host_endpoints", "expected a list of host endpoints, got %s (write a list of "
-                         "mappings with interfaceName, labels, ...)" % resources._tname(value))
+                         "mappings with interfaceName, labels, ...)" % checks.tname(value))
             return
         for i, item in enumerate(value):
             path = "hostfw_host_endpoints[%d]" % i
             origin = "%s (host %s)" % (path, host)
             if not _is_map(item):
                 self.problem(host, path, "expected a mapping, got %s (write e.g. {interfaceName: eth0, labels: "
-                             "{role: worker}})" % resources._tname(item), origin)
+                             "{role: worker}})" % checks.tname(item), origin)
                 continue
             if any(k in item for k in ("apiVersion", "kind", "metadata", "spec")):
                 doc = self._endpoint_document(host, node, path, item, origin)
@@ -566,7 +568,7 @@ class _Collect(object):
         kind = item.get("kind", api.HOST_ENDPOINT)
         if kind != api.HOST_ENDPOINT:
             self.problem(host, path + ".kind", "%s is not a HostEndpoint (hostfw_host_endpoints takes only host "
-                         "endpoints: put other resources in hostfw_resources)" % resources._show(kind), origin)
+                         "endpoints: put other resources in hostfw_resources)" % checks.show(kind), origin)
             return None
         doc = dict(item)
         doc.setdefault("apiVersion", resources.API_VERSION)
@@ -676,12 +678,12 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
         host = str(host)
         if not _is_map(hv):
             state.problem(host, "", "the host's variables are %s, not a mapping (this is a bug in the caller)"
-                          % resources._tname(hv))
+                          % checks.tname(hv))
             continue
         node, explicit = state.node_name(host, hv)
         inv.nodes[host] = node
         inv.hosts_of_node.setdefault(node, []).append(host)
-        if explicit and not resources._valid_name(node, "subdomain"):
+        if explicit and not checks.valid_name(node, "subdomain"):
             state.check_node(host, node, True)
             node_ok = False
         else:
@@ -695,7 +697,7 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
         auto_on = _truthy(auto)
         if auto_on is None:
             state.problem(host, "hostfw_auto_host_endpoint", "%s is not a boolean (use true or false)"
-                          % resources._show(auto))
+                          % checks.show(auto))
             auto_on = False
         if endpoints is None and not auto_on:
             continue

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import addrset, resources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import addrset, checks, errors
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.selector import parse
 
@@ -66,27 +66,27 @@ def test_parse_v4_leaves_everything_unusual_to_ipaddress(text):
 @settings(max_examples=1500, deadline=None)
 @given(text=V4_TEXT)
 def test_cidr_validation_fast_path_matches_ipaddress(text):
-    """_loose_cidr (network sets) and _strict_cidr (rule nets): same result and same message as
-    the ipaddress path for every text."""
-    for fn in (resources._loose_cidr, resources._strict_cidr):
+    """checks.loose_cidr (network sets) and checks.strict_cidr (rule nets): same result and same
+    message as the ipaddress path for every text."""
+    for fn in (checks.loose_cidr, checks.strict_cidr):
         got, problems = _validate(fn, text)
         want, want_problems = _validate(fn, text, fast=False)
         assert (got, problems) == (want, want_problems), (fn.__name__, text)
 
 
 def _validate(fn, text, fast=True):
-    problems = []
-    ctx = resources._Ctx(problems, "GlobalNetworkSet", "x", "test")
+    sink = errors.Collector()
+    ctx = sink.scope("GlobalNetworkSet", "x", "test")
     if fast:
         value = fn(ctx, text, "spec.nets[0]")
     else:
-        saved = resources.parse_v4
-        resources.parse_v4 = lambda _text: None
+        saved = checks.parse_v4
+        checks.parse_v4 = lambda _text: None
         try:
             value = fn(ctx, text, "spec.nets[0]")
         finally:
-            resources.parse_v4 = saved
-    return (None if value is resources._BAD else value), [str(p) for p in problems]
+            checks.parse_v4 = saved
+    return (None if value is checks.BAD else value), [str(p) for p in sink.problems]
 
 
 # ---------------------------------------------------------------------------------------------
