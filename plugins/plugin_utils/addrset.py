@@ -83,6 +83,7 @@ def parse_ip(text: str) -> Tuple[int, int]:
 
 
 def family_of(text: str) -> int:
+    """4 or 6: the family of an address or CIDR string (already validated)."""
     return 6 if ":" in text else 4
 
 
@@ -139,18 +140,10 @@ class AddrSet:
     def count(self) -> int:
         return len(self.intervals)
 
-    def is_everything(self) -> bool:
-        top = (1 << (32 if self.family == 4 else 128)) - 1
-        return self.intervals == ((0, top),)
-
     def elements(self) -> List[str]:
         """Minimal CIDR list, sorted by address."""
         return _elements(self.family, self.intervals)
 
-    def first_address(self) -> Optional[str]:
-        if not self.intervals:
-            return None
-        return int_to_ip(self.family, self.intervals[0][0])
 
 
 @lru_cache(maxsize=1 << 14)
@@ -165,10 +158,6 @@ def _elements(family: int, intervals: Tuple[Interval, ...]) -> List[str]:
         for cidr in netaddr.iprange_to_cidrs(netaddr.IPAddress(first, family), netaddr.IPAddress(last, family)):
             out.append(str(cidr.ip) if cidr.prefixlen == full else str(cidr))
     return out
-
-
-def ip_to_int(text: str) -> Tuple[int, int]:
-    return parse_ip(text)
 
 
 def int_to_ip(family: int, value: int) -> str:

@@ -43,6 +43,10 @@ DEFAULT_TIER = "default"
 DEFAULT_ALLOW_PROFILE = "projectcalico-default-allow"
 NAMESPACE_LABEL = "projectcalico.org/namespace"
 
+# Felix's cali-wl-to-host chain accepts these ICMPv6 types (MLD, router solicitation, neighbour
+# solicitation and advertisement) from local workloads before DefaultEndpointToHostAction.
+WORKLOAD_ICMPV6_TYPES = (130, 131, 132, 133, 135, 136)
+
 
 @dataclass(frozen=True)
 class PortRange:
@@ -231,51 +235,17 @@ class FailsafeEntry:
         return "%s:%d" % (self.protocol, self.port)
 
 
-def _fs(spec: str) -> Tuple[FailsafeEntry, ...]:
-    out = []
-    for item in spec.split(","):
-        proto, port = item.split(":")
-        out.append(FailsafeEntry(proto, int(port)))
-    return tuple(out)
-
-
-# The "Protect hosts" page's lists (design.md): Felix's compiled-in lists minus tcp:5473.
-DEFAULT_FAILSAFE_INBOUND = _fs("tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:6443,tcp:6666,tcp:6667")
-DEFAULT_FAILSAFE_OUTBOUND = _fs("udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:6443,tcp:6666,tcp:6667")
-
-
-@dataclass(frozen=True)
-class FelixConfig:
-    """The FelixConfiguration values that matter for host protection, after merging the
-    ``default`` resource with ``node.<node>`` overrides (as Felix does)."""
-
-    failsafe_inbound: Tuple[FailsafeEntry, ...] = DEFAULT_FAILSAFE_INBOUND
-    failsafe_outbound: Tuple[FailsafeEntry, ...] = DEFAULT_FAILSAFE_OUTBOUND
-    default_endpoint_to_host_action: str = "Drop"  # "Drop", "Accept" or "Return"
-    interface_prefixes: Tuple[str, ...] = ("cali",)
-    interface_exclude: Tuple[str, ...] = ("kube-ipvs0",)
-    disable_conntrack_invalid_check: bool = False
-    log_prefix: str = "calico-packet"
-    log_action_rate_limit: Optional[str] = None  # e.g. "10/second"; None = unlimited
-    log_action_rate_limit_burst: Optional[int] = None
-    deny_action: str = "Drop"  # "Drop" or "Reject"
-
-
 @dataclass(frozen=True)
 class FelixConfiguration:
-    """One FelixConfiguration resource as written: only the fields that were set (others None)."""
+    """One FelixConfiguration resource as written: ``values`` holds (attribute, value) for every
+    setting of ``felix.SETTINGS`` it sets (the others come from less specific configurations or
+    the defaults); ``node_selector`` scopes it to the nodes it matches (selector-scoped
+    configurations only); ``created`` is its creationTimestamp (UTC, sortable) when given."""
 
     name: str
-    failsafe_inbound: Optional[Tuple[FailsafeEntry, ...]] = None
-    failsafe_outbound: Optional[Tuple[FailsafeEntry, ...]] = None
-    default_endpoint_to_host_action: Optional[str] = None
-    interface_prefixes: Optional[Tuple[str, ...]] = None
-    interface_exclude: Optional[Tuple[str, ...]] = None
-    disable_conntrack_invalid_check: Optional[bool] = None
-    log_prefix: Optional[str] = None
-    log_action_rate_limit: Optional[str] = None
-    log_action_rate_limit_burst: Optional[int] = None
-    deny_action: Optional[str] = None
+    values: Tuple[Tuple[str, object], ...] = ()
+    node_selector: Optional["object"] = None  # selector.Selector
+    created: Optional[str] = None
     origin: Optional[str] = None
 
 
@@ -292,16 +262,3 @@ class World:
     profiles: Dict[str, Profile] = field(default_factory=dict)
     felix_configurations: Dict[str, FelixConfiguration] = field(default_factory=dict)
     warnings: list = field(default_factory=list)  # human-readable strings
-
-    def felix_for(self, node: str) -> FelixConfig:
-        """Felix settings for one node: defaults, then ``default``, then ``node.<node>``."""
-        values = {}
-        for name in ("default", "node." + node):
-            fc = self.felix_configurations.get(name)
-            if fc is None:
-                continue
-            for key in FelixConfig.__dataclass_fields__:
-                v = getattr(fc, key)
-                if v is not None:
-                    values[key] = v
-        return FelixConfig(**values)

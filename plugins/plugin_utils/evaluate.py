@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import parse_ip
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of, parse_ip, parse_net
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
     EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, CompiledRule, EndpointPlan, HostPlan, Match, Model, Side)
 
 ALLOW = "allow"
 DENY = "deny"
-
-# Felix's cali-wl-to-host chain accepts these ICMPv6 types (MLD, router solicitation, neighbour
-# solicitation and advertisement) from local workloads before DefaultEndpointToHostAction.
-WORKLOAD_ICMPV6_TYPES = (130, 131, 132, 133, 135, 136)
 
 NEW = "new"
 ESTABLISHED = "established"
@@ -47,7 +43,7 @@ class Packet:
 
     @property
     def family(self) -> int:
-        return 6 if ":" in self.dst else 4
+        return family_of(self.dst)
 
     @property
     def src_int(self) -> int:
@@ -154,7 +150,6 @@ def failsafe_entry(entries, pkt: Packet, *, port_of: str, net_of: str) -> Option
         if e.protocol != proto or e.port != port:
             continue
         if e.net is not None:
-            from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import parse_net
             fam, a, b = parse_net(e.net)
             f2, v = parse_ip(ip)
             if fam != f2 or not a <= v <= b:
@@ -313,7 +308,7 @@ class Evaluator:
         if v is not None:
             return v
         if workload:
-            if pkt.protocol == 58 and pkt.icmp_type in WORKLOAD_ICMPV6_TYPES:
+            if pkt.protocol == 58 and pkt.icmp_type in api.WORKLOAD_ICMPV6_TYPES:
                 return Verdict(ALLOW, "workload to host: ICMPv6 type %d (MLD or neighbour discovery) is always "
                                "allowed" % pkt.icmp_type, trace)
             action = plan.felix.default_endpoint_to_host_action

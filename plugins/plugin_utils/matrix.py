@@ -17,6 +17,7 @@ import ipaddress
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ALLOW, DENY, Evaluator, Packet
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import WILDCARD, HostPlan, Model
 
@@ -63,7 +64,7 @@ def matrix_endpoints(world: api.World) -> Tuple[List[_Endpoint], List[_Endpoint]
 
 def probe_packet(src_ip: str, dst_ip: str, probe: Dict) -> Packet:
     proto = api.PROTOCOL_NUMBERS[probe["protocol"]]
-    family = 6 if ":" in dst_ip else 4
+    family = family_of(dst_ip)
     if proto in (1, 58):
         return Packet(src_ip, dst_ip, proto, icmp_type=ECHO_REQUEST[family], icmp_code=0)
     return Packet(src_ip, dst_ip, proto, sport=PROBE_SPORT, dport=int(probe["port"]))
@@ -100,8 +101,8 @@ class MatrixBuilder:
         if not src.ips:
             return None
         src_ip = src.ips[0]
-        fam = 6 if ":" in src_ip else 4
-        dst_ips = [ip for ip in dst.ips if (":" in ip) == (fam == 6)]
+        fam = family_of(src_ip)
+        dst_ips = [ip for ip in dst.ips if family_of(ip) == fam]
         if not dst_ips:
             return None
         dst_ip = dst_ips[0]

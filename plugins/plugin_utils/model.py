@@ -21,8 +21,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, List, Optional, Sequence, Tuple
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import AddrSet, parse_ip, parse_net
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, selector
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import AddrSet, family_of, parse_net
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import FelixConfig, for_node
 
 UNTRACKED = "untracked"
 PREDNAT = "prednat"
@@ -166,7 +167,7 @@ class HostPlan:
     host: str
     node: str
     endpoints: Tuple[EndpointPlan, ...]  # named interfaces sorted by name, then the "*" endpoint
-    felix: api.FelixConfig
+    felix: FelixConfig
     warnings: List[str] = field(default_factory=list)
 
     @property
@@ -371,7 +372,7 @@ class Model:
         return ref
 
     def nets_ref(self, family: int, nets: Sequence[str]) -> Optional[AddrRef]:
-        fam_nets = tuple(n for n in nets if (":" in n) == (family == 6))
+        fam_nets = tuple(n for n in nets if family_of(n) == family)
         if not fam_nets:
             return None
         key = (family, fam_nets)
@@ -455,7 +456,7 @@ class Model:
                 continue  # ICMP never matches IPv6 packets and vice versa
             dropped = False
             for nets in (rule.source.nets, rule.source.not_nets, rule.destination.nets, rule.destination.not_nets):
-                if nets and not any((":" in n) == (fam == 6) for n in nets):
+                if nets and not any(family_of(n) == fam for n in nets):
                     dropped = True
             if not dropped:
                 families.append(fam)
@@ -476,8 +477,7 @@ class Model:
         scoped = entity.global_scope or entity.namespace_selector is not None
         if sel is None and scoped:
             # A namespaceSelector alone selects every endpoint/set in the matched namespaces.
-            from ansible_collections.hostfw.nftables.plugins.plugin_utils import selector as selector_mod
-            sel = selector_mod.ALL
+            sel = selector.ALL
         sel_ref = not_sel_ref = None
         if sel is not None:
             sel_ref = self.selector_ref(family, entity, sel, not_sel)
@@ -601,7 +601,7 @@ class Model:
         heps = self.heps_by_node.get(node)
         if not heps:
             return None
-        felix = self.world.felix_for(node)
+        felix = for_node(self.world.felix_configurations, node)
         warnings: List[str] = []
 
         def excluded(name: str) -> bool:
@@ -666,10 +666,3 @@ class Model:
                                 "as in Calico" % wildcards[0].name)
             endpoints.append(ep)
         return HostPlan(host, node, tuple(endpoints), felix, warnings)
-
-    def hosts_with_plans(self, hosts: Sequence[str]) -> List[str]:
-        return [h for h in hosts if self.heps_by_node.get(self.node_of(h))]
-
-
-def address_family(ip: str) -> int:
-    return parse_ip(ip)[0]

@@ -33,7 +33,8 @@ from typing import Dict, List, Optional, Tuple
 import jinja2
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import WORKLOAD_ICMPV6_TYPES
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of, int_to_ip
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import rule_text_key
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
     EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, AddrRef, CompiledRule, EndpointPlan, HostPlan,
     Match, Model, NamedPortRef, Side, TierPlan)
@@ -317,11 +318,10 @@ class _HostRenderer:
         self.shared = shared
         self.plan = plan
         self.felix = plan.felix
-        # The Felix settings that change the text of policy and profile rules (Log and Deny
-        # verdicts).  Part of every shared-cache key: hosts whose FelixConfiguration differs in
+        # The Felix settings that change the text of policy and profile rules (felix.SETTINGS
+        # rule_text).  Part of every shared-cache key: hosts whose FelixConfiguration differs in
         # them (a ``node.<name>`` override) must not share rules.
-        self.verdict_key = (plan.felix.log_prefix, plan.felix.log_action_rate_limit,
-                            plan.felix.log_action_rate_limit_burst, plan.felix.deny_action)
+        self.verdict_key = rule_text_key(plan.felix)
         # nftablesFilterDenyAction / iptablesFilterDenyAction: Felix's verdict for every Deny rule,
         # end-of-tier drop and final drop of an endpoint.
         self.reject = plan.felix.deny_action == "Reject"
@@ -360,7 +360,6 @@ class _HostRenderer:
 
     def _named(self, ref: NamedPortRef) -> str:
         if ref.name not in self.sets:
-            from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import int_to_ip
             self.sets[ref.name] = self._shared_set(ref.name, lambda: NftSet(
                 ref.name, "%s . inet_proto . inet_service" % ("ipv4_addr" if ref.family == 4 else "ipv6_addr"),
                 False, comment(ref.comment),
@@ -632,7 +631,7 @@ class _HostRenderer:
         for e in entries:
             if e.net is None:
                 continue
-            ipk = "ip6" if ":" in e.net else "ip"
+            ipk = "ip6" if family_of(e.net) == 6 else "ip"
             chain.add("%s %s %s %s %s %d accept" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
                       "failsafe %s %s" % (what, e))
 
@@ -755,7 +754,7 @@ class _HostRenderer:
         action = {"Drop": "drop", "Accept": "accept", "Return": "return"}[plan.felix.default_endpoint_to_host_action]
         for p in prefixes:
             inp.add('iifname "%s*" meta l4proto icmpv6 icmpv6 type { %s } accept'
-                    % (p, ", ".join(str(t) for t in WORKLOAD_ICMPV6_TYPES)),
+                    % (p, ", ".join(str(t) for t in api.WORKLOAD_ICMPV6_TYPES)),
                     "workload to host: MLD and neighbour discovery, as Felix")
             inp.add('iifname "%s*" %s' % (p, "counter " + action if action == "drop" else action),
                     "workload to host: defaultEndpointToHostAction %s" % plan.felix.default_endpoint_to_host_action)

@@ -335,66 +335,6 @@ def test_profile_fields():
                                {"pcns.team": "a"}, origin="test#1")
 
 
-def test_felix_configuration_fields():
-    world = build(doc("FelixConfiguration", "default", {
-        "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22},
-                                     {"protocol": "UDP", "port": 68, "net": "10.1.2.3/8"},
-                                     {"port": 5473}, {"protocol": "TCP", "port": 22, "net": "fd00::/8"}],
-        "failsafeOutboundHostPorts": [],
-        "defaultEndpointToHostAction": "ACCEPT", "interfacePrefix": "cali, tap",
-        "interfaceExclude": "kube-ipvs0,/^veth/",
-        "disableConntrackInvalidCheck": True, "logPrefix": "calico-drop %t/%n", "logActionRateLimit": "10/second",
-        "logActionRateLimitBurst": 5, "nftablesFilterDenyAction": "reject", "iptablesFilterDenyAction": "Drop",
-        "bpfEnabled": False, "nftablesMode": "Enabled", "ipipEnabled": True,
-    }))
-    fc = world.felix_configurations["default"]
-    assert fc == api.FelixConfiguration(
-        name="default",
-        failsafe_inbound=(api.FailsafeEntry("tcp", 22), api.FailsafeEntry("udp", 68, "10.0.0.0/8"),
-                          api.FailsafeEntry("tcp", 5473), api.FailsafeEntry("tcp", 22, "fd00::/8")),
-        failsafe_outbound=(), default_endpoint_to_host_action="Accept", interface_prefixes=("cali", "tap"),
-        interface_exclude=("kube-ipvs0", "/^veth/"), disable_conntrack_invalid_check=True,
-        log_prefix="calico-drop %t/%n", log_action_rate_limit="10/second", log_action_rate_limit_burst=5,
-        deny_action="Reject", origin="test#1")
-    assert str(fc.failsafe_inbound[3]) == "tcp:[fd00::/8]:22"
-
-
-@pytest.mark.parametrize("value, expected", [
-    ("tcp:22,udp:68", (api.FailsafeEntry("tcp", 22), api.FailsafeEntry("udp", 68))),
-    (" TCP:22 , ,UDP:53 ", (api.FailsafeEntry("tcp", 22), api.FailsafeEntry("udp", 53))),
-    ("22", (api.FailsafeEntry("tcp", 22),)),
-    ("tcp:10.0.0.1/8:22", (api.FailsafeEntry("tcp", 22, "10.0.0.0/8"),)),
-    ("udp:[fd00::/8]:53", (api.FailsafeEntry("udp", 53, "fd00::/8"),)),
-    ("none", ()),
-    ("NONE", ()),
-    ("", None),
-])
-def test_failsafe_string_form(value, expected):
-    world = build(doc("FelixConfiguration", "default", {"failsafeInboundHostPorts": value}))
-    assert world.felix_configurations["default"].failsafe_inbound == expected
-
-
-def test_felix_for_merges_default_then_node():
-    world = build(
-        doc("FelixConfiguration", "default", {"failsafeInboundHostPorts": "tcp:22",
-                                              "defaultEndpointToHostAction": "Accept", "logPrefix": "dflt"}),
-        doc("FelixConfiguration", "node.node1", {"failsafeInboundHostPorts": [], "logPrefix": "n1"}),
-        doc("FelixConfiguration", "other", {"logPrefix": "ignored"}))
-    n1 = world.felix_for("node1")
-    assert n1.failsafe_inbound == () and n1.log_prefix == "n1" and n1.default_endpoint_to_host_action == "Accept"
-    assert n1.failsafe_outbound == api.DEFAULT_FAILSAFE_OUTBOUND
-    n2 = world.felix_for("node2")
-    assert n2.failsafe_inbound == (api.FailsafeEntry("tcp", 22),) and n2.log_prefix == "dflt"
-    assert build().felix_for("x") == api.FelixConfig()
-    assert world.warnings == ["FelixConfiguration other: ignored: Felix reads only the 'default' and "
-                              "'node.<node name>' configurations"]
-
-
-def test_iptables_deny_action_is_used_when_nftables_one_is_unset():
-    world = build(doc("FelixConfiguration", "default", {"iptablesFilterDenyAction": "REJECT"}))
-    assert world.felix_for("n").deny_action == "Reject"
-
-
 # ----------------------------------------------------------------------------------------------
 # Cross-resource behaviour
 # ----------------------------------------------------------------------------------------------

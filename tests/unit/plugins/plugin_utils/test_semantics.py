@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ESTABLISHED, INVALID, Packet
 
@@ -377,13 +378,12 @@ def test_not_icmp_has_the_iptables_meaning():
 
 
 def test_failsafe_proof_and_protected_ports():
-    from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
     w = World(hep("h1"), gnp("deny-all", ingress=[{"action": "Deny"}]))
-    proof = w.comp.failsafe_proof("node1", api.DEFAULT_FAILSAFE_INBOUND, api.DEFAULT_FAILSAFE_OUTBOUND)
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
     assert proof.ok and proof.checked > 0
     w = World(hep("h1"), gnp("deny-all", ingress=[{"action": "Deny"}]),
               felix(failsafeInboundHostPorts=[{"protocol": "TCP", "port": 2379}]))
-    proof = w.comp.failsafe_proof("node1", api.DEFAULT_FAILSAFE_INBOUND, api.DEFAULT_FAILSAFE_OUTBOUND)
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
     assert not proof.ok
     assert any(m.startswith("protected inbound port tcp:22 (IPv4) would be closed on interface eth0 of host node1 "
                             "by tier default policy deny-all ingress rule 0 (Deny)") for m in proof.messages)
