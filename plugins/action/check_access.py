@@ -2,28 +2,22 @@
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin ``hostfw.nftables.check_access``: would a host's compiled table accept a new
-connection?  A thin adapter over ``Compilation.check_access``; the validated world comes from
-the compile cache (``plugin_utils.controller``), so only the hosts asked about are compiled.
-``flows`` checks many hosts' connections in one task (the rollout checks a whole batch at once).
-Documentation: ``plugins/modules/check_access.py``.
+connection?  A thin adapter over ``Compilation.check_access``, its argument spec derived from
+``plugins/modules/check_access.py``; the validated world comes from the compile cache
+(``plugin_utils.controller``), so only the hosts asked about are compiled.  ``flows`` checks many
+hosts' connections in one task (the rollout checks a whole batch at once).
 """
 
 from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.hostfw.nftables.plugins.modules.check_access import DOCUMENTATION
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import argspec
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.controller import compile_cached, gather
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.errors import HostfwError
 
-ARGS = {
-    "host": {"type": "str"},
-    "source": {"type": "str"},
-    "destination": {"type": "str"},
-    "protocol": {"type": "str", "default": "TCP", "choices": ["TCP", "UDP", "SCTP"]},
-    "port": {"type": "int"},
-    "interface": {"type": "str"},
-    "flows": {"type": "list", "elements": "dict"},
-}
+ARGUMENT_SPEC = argspec.from_documentation(DOCUMENTATION)
 FLOW_KEYS = ("host", "source", "destination", "protocol", "port", "interface")
 
 
@@ -37,7 +31,7 @@ class ActionModule(ActionBase):
         task_vars = task_vars or {}
         result = super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(
-            argument_spec=ARGS, mutually_exclusive=[("flows", "host")], required_one_of=[("flows", "host")],
+            argument_spec=ARGUMENT_SPEC, mutually_exclusive=[("flows", "host")], required_one_of=[("flows", "host")],
             required_by={"host": ("source", "destination", "port")})
         result["changed"] = False
         single = args.get("flows") is None

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = """
     name: selector_match
     author: hostfw.nftables contributors
-    version_added: "1.0.0"
+    version_added: "0.1.0"
     short_description: Test a label set against a Calico selector
     description:
         - Evaluates a Calico v3 label selector (as used in C(spec.selector) of a GlobalNetworkPolicy

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: check_access
 short_description: Ask whether a host's compiled hostfw table accepts a new connection
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Runs on the controller only (an action plugin). Compiles the inventory (reusing the cache of the validated
     policy world that M(hostfw.nftables.compile) filled in the same run) and evaluates one new connection against

@@ -9,7 +9,7 @@ DOCUMENTATION = r"""
 ---
 module: compile
 short_description: Compile Calico host-protection resources of the whole inventory into nftables tables
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Runs on the controller only (an action plugin); it never connects to a host.
   - Gathers the C(hostfw_*) variables of B(every) inventory host, not only the play's hosts, so a run with
@@ -23,7 +23,10 @@ description:
     failsafes, doNotTrack, preDNAT, applyOnForward, profiles), into one C(table inet hostfw) per host that has a
     HostEndpoint.
   - Proves for every host that each failsafe entry is accepted before any policy verdict, and that each
-    protected port (C(hostfw_protected_ports), by default the failsafe defaults) stays open.
+    protected port stays open. Each host's protected ports are its own C(hostfw_protected_ports) (a mapping with
+    C(inbound) and C(outbound) lists of C(tcp:PORT)/C(udp:PORT), port numbers or C({protocol, port, net}), or C([])
+    for none); unset, they are the failsafe defaults, or none when the host's C(hostfw_verify_management_access)
+    is false (the operator took the risk of cutting access).
   - Optionally evaluates connection checks (for example the management connection) and builds the policy
     matrix.
   - "Use it with C(run_once: true); the C(hostfw.nftables.render) playbook and the C(hostfw.nftables.rollout)
@@ -63,20 +66,6 @@ options:
       - Compute the failsafe proof of every returned host.
     type: bool
     default: true
-  protected_ports:
-    description:
-      - Not an option; set the variable C(hostfw_protected_ports) instead (a mapping with C(inbound) and
-        C(outbound) lists of C(tcp:PORT)/C(udp:PORT), or C([]) for none). Unset, it is the failsafe defaults,
-        or none when C(hostfw_verify_management_access) is false (the operator took the risk of cutting access).
-    type: raw
-  host_settings:
-    description:
-      - Per-host protected ports for the failsafe proofs, when one task compiles several hosts whose settings
-        differ (the C(hostfw.nftables.rollout) role compiles a whole batch this way).
-      - A mapping of inventory host name to a mapping with C(protected_ports) (as C(hostfw_protected_ports); null
-        for the failsafe defaults) and C(verify_management_access) (as C(hostfw_verify_management_access)).
-      - Hosts not listed use this task's C(hostfw_protected_ports) and C(hostfw_verify_management_access).
-    type: dict
   return_content:
     description:
       - Also return the text of every table in the result (large for big inventories).
@@ -140,7 +129,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 hosts:
-  description: Per inventory host results (empty when O(host_details) is false).
+  description:
+    - Per inventory host results (empty when O(host_details) is false). C(failsafe_inbound) and
+      C(failsafe_outbound) are the host's failsafe entries, from its FelixConfiguration.
   returned: always
   type: dict
   sample:
@@ -151,6 +142,8 @@ hosts:
       path: /tmp/out/node1.nft
       warnings: []
       failsafe_proof: {ok: true, messages: [], checked: 32}
+      failsafe_inbound: [{protocol: tcp, port: 22, net: null}]
+      failsafe_outbound: [{protocol: udp, port: 53, net: null}]
 checks:
   description: One result per item of O(checks), with C(allowed), C(reason), C(interface) and C(packet).
   returned: always

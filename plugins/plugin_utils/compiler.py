@@ -10,6 +10,7 @@ This is the one entry point used by the action plugins, the benchmark and the te
     comp.failsafe_proof("node1")                      # every failsafe entry accepted first?
     comp.check_access("node1", "10.0.0.9", "10.0.0.5", "TCP", 22)
     comp.matrix(probes)
+    run(comp, hostvars, options)                      # what the compile action returns
 
 Per-host work (plan, render) is done on demand and cached; hosts whose plans are equal share the
 rendered body.  ``timings`` records the seconds spent in each stage.
@@ -18,35 +19,22 @@ rendered body.  ``timings`` records the seconds spent in each stage.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, sources
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator, Packet
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, files, proofs, resources, sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import for_node
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
-    EGRESS, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, HostPlan, Model)
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import HostPlan, Model
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.proofs import Proof
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.render import Renderer
-
-# A sample source port for failsafe proofs: not itself a failsafe port.
-PROOF_SPORT = 43210
-PROOF_SOURCES = {4: "192.0.2.1", 6: "2001:db8::1"}
-PROOF_DESTS = {4: "192.0.2.2", 6: "2001:db8::2"}
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class Proof:
-    ok: bool
-    messages: List[str] = field(default_factory=list)
-    checked: int = 0
-
-    def as_dict(self) -> Dict[str, Any]:
-        return {"ok": self.ok, "messages": list(self.messages), "checked": self.checked}
 
 
 class Compilation:
@@ -89,86 +77,29 @@ class Compilation:
 
     def failsafe_proof(self, host: str, protected_inbound: Sequence[api.FailsafeEntry] = (),
                        protected_outbound: Sequence[api.FailsafeEntry] = ()) -> Proof:
-        """Proof, from the compiled plan, that the host cannot be cut off:
-
-        * every configured failsafe entry is accepted before any policy verdict, on every
-          host-endpoint interface, through every stage (doNotTrack, preDNAT, normal);
-        * every *protected* entry (``hostfw_protected_ports``; by default the failsafe defaults
-          of design.md) is accepted for a new connection from an arbitrary address, even when
-          a FelixConfiguration removed it from the failsafes: a policy set that would close
-          SSH, BGP or etcd is refused, naming the tier and policy that would close it.
-        """
+        """:func:`proofs.failsafe_proof` of one host.  Hosts whose endpoints share interfaces,
+        tiers and profiles (the model shares the tier tuples of endpoints alike) and Felix
+        settings share the outcome: a proven shape is proven for all of them.  Failures are
+        recomputed per host, so that messages name the host."""
         plan = self.plan(host)
         if plan is None:
-            return Proof(True, ["host %s has no host endpoint: nothing is policed" % host])
-        # Hosts whose endpoints share interfaces, tiers and profiles (the model shares the tier
-        # tuples of endpoints alike) and Felix settings share the outcome: a proven shape is proven
-        # for all of them.  Failures are recomputed per host, so that messages name the host.
+            return proofs.failsafe_proof(self.evaluator, plan, host)
         shape = (tuple((ep.iface, id(ep.tiers), tuple(p.name for p in ep.profiles)) for ep in plan.endpoints),
                  plan.felix, tuple(protected_inbound), tuple(protected_outbound))
         proven = self._proven.get(shape)
         if proven is not None:
             return Proof(True, [], proven)
-        problems: List[str] = []
-        checked = 0
-        ifaces = [ep.iface for ep in plan.endpoints]
-        fin = set(plan.felix.failsafe_inbound)
-        fout = set(plan.felix.failsafe_outbound)
-        items = ([(e, INGRESS, True) for e in plan.felix.failsafe_inbound]
-                 + [(e, EGRESS, True) for e in plan.felix.failsafe_outbound]
-                 + [(e, INGRESS, False) for e in protected_inbound if e not in fin]
-                 + [(e, EGRESS, False) for e in protected_outbound if e not in fout])
-        for entry, direction, configured in items:
-            proto = 6 if entry.protocol == "tcp" else 17
-            families = [6 if ":" in entry.net else 4] if entry.net else [4, 6]
-            for fam in families:
-                remote = _address_in(entry.net) if entry.net else PROOF_SOURCES[fam]
-                local = PROOF_DESTS[fam]
-                for iface in ifaces:
-                    checked += 1
-                    if direction == INGRESS:
-                        pkt = Packet(remote, local, proto, sport=PROOF_SPORT, dport=entry.port)
-                        v = self.evaluator.input(plan, iface, pkt)
-                        what = "inbound"
-                    else:
-                        pkt = Packet(local, remote, proto, sport=PROOF_SPORT, dport=entry.port)
-                        v = self.evaluator.output(plan, iface, pkt)
-                        what = "outbound"
-                    where = "all interfaces (*)" if iface == WILDCARD else "interface " + iface
-                    if configured and not v.reason.startswith("failsafe"):
-                        problems.append("failsafe %s %s (IPv%d) is not accepted first on %s of host %s: %s (%s)"
-                                        % (what, entry, fam, where, host, v.verdict, v.reason))
-                    elif not configured and not v.allowed:
-                        problems.append("protected %s port %s (IPv%d) would be closed on %s of host %s by %s "
-                                        "(it is not a failsafe entry in the FelixConfiguration; allow it in a "
-                                        "policy, restore the failsafe, or remove it from hostfw_protected_ports)"
-                                        % (what, entry, fam, where, host, v.reason))
-        if not problems:
-            self._proven[shape] = checked
-        return Proof(not problems, problems, checked)
+        proof = proofs.failsafe_proof(self.evaluator, plan, host, tuple(protected_inbound),
+                                      tuple(protected_outbound))
+        if proof.ok:
+            self._proven[shape] = proof.checked
+        return proof
 
     def check_access(self, host: str, source: str, destination: str, protocol: str, port: Optional[int],
                      iface: Optional[str] = None) -> Dict[str, Any]:
         """Would ``host`` accept a new connection from ``source`` to its ``destination``:``port``?"""
-        plan = self.plan(host)
-        if plan is None:
-            return {"allowed": True, "reason": "host %s has no host endpoint (not policed)" % host}
-        proto = api.PROTOCOL_NUMBERS[protocol]
-        pkt = Packet(source, destination, proto, sport=PROOF_SPORT, dport=port)
-        if iface is None:
-            iface = self._iface_for_address(plan, destination)
-        v = self.evaluator.input(plan, iface, pkt)
-        return {"allowed": v.allowed, "reason": v.reason, "interface": iface, "packet": pkt.describe()}
-
-    def _iface_for_address(self, plan: HostPlan, address: str) -> str:
-        known = self.inventory.interfaces.get(plan.host) or {}
-        for ifname, addrs in sorted(known.items()):
-            if address in {str(a).split("/", maxsplit=1)[0] for a in addrs}:
-                return ifname
-        for ep in plan.named():
-            if address in ep.hep.expected_ips:
-                return ep.iface
-        return WILDCARD if plan.wildcard is not None else (plan.named()[0].iface if plan.named() else WILDCARD)
+        return proofs.check_access(self.evaluator, self.plan(host), host, self.inventory.interfaces.get(host) or {},
+                                   source, destination, protocol, port, iface)
 
     # -- matrix --------------------------------------------------------------------------------
 
@@ -179,12 +110,6 @@ class Compilation:
     @staticmethod
     def matrix_markdown(matrix: Dict) -> str:
         return to_markdown(matrix)
-
-
-def _address_in(net: str) -> str:
-    import ipaddress
-    n = ipaddress.ip_network(net, strict=False)
-    return str(n.network_address + (1 if n.num_addresses > 2 else 0))
 
 
 def compile_inventory(hostvars: Mapping[str, Mapping[str, Any]], base_dir: str) -> Compilation:
@@ -200,15 +125,13 @@ def compile_documents(documents, nodes: Optional[Dict[str, str]] = None,
                       interfaces: Optional[Dict[str, Dict[str, Sequence[str]]]] = None,
                       probes: Optional[Sequence[Dict]] = None) -> Compilation:
     """Compile raw documents directly (tests and tools): hosts are the HEP nodes."""
-    from ansible_collections.hostfw.nftables.plugins.plugin_utils import resources
     world = resources.build_world([(d, "document %d" % i) if isinstance(d, dict) else d
                                    for i, d in enumerate(documents)])
     all_nodes = dict(nodes or {})
     for hep in world.host_endpoints.values():
         all_nodes.setdefault(hep.node, hep.node)
     inv = _SimpleInventory(all_nodes, interfaces or {},
-                           list(probes) if probes is not None else [{"protocol": "TCP", "port": 22},
-                                                                    {"protocol": "TCP", "port": 10250}])
+                           list(probes) if probes is not None else [dict(p) for p in sources.DEFAULT_PROBES])
     return Compilation(world, inv)
 
 
@@ -222,4 +145,114 @@ class _SimpleInventory:
             self.hosts_of_node.setdefault(node, []).append(host)
 
 
-__all__ = ["Compilation", "compile_inventory", "compile_documents", "Proof", "NORMAL", "UNTRACKED", "PREDNAT"]
+# ----------------------------------------------------------------------------------------------
+# The compile action, as a function of the core
+# ----------------------------------------------------------------------------------------------
+
+def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: Mapping[str, Any],
+        check_mode: bool = False, diff: bool = False) -> Dict[str, Any]:
+    """What ``hostfw.nftables.compile`` returns (its options and return values are documented in
+    ``plugins/modules/compile.py``).  ``hostvars`` are the gathered hostfw variables of every
+    inventory host (each host's ``hostfw_protected_ports`` and
+    ``hostfw_verify_management_access`` decide its protected ports).  Writes the output files
+    unless ``check_mode``.  Raises :class:`~errors.HostfwError` for bad per-host settings."""
+    result: Dict[str, Any] = {}
+    wanted = options.get("hosts") or comp.hosts_with_rulesets()
+    out_dir = options.get("output_dir")
+    diffs: Optional[List[Dict[str, str]]] = [] if diff else None
+    changed = False
+    host_results: Dict[str, Dict[str, Any]] = {}
+    t1 = time.perf_counter()
+    writing = 0.0
+    for host in wanted:
+        text = comp.ruleset(host)
+        plan = comp.plan(host)
+        node = comp.model.node_of(host)
+        settings = plan.felix if plan is not None else for_node(comp.world.felix_configurations, node)
+        entry: Dict[str, Any] = {"node": node, "has_ruleset": text is not None,
+                                 "warnings": list(plan.warnings) if plan is not None else [],
+                                 "failsafe_inbound": proofs.entries_as_dicts(settings.failsafe_inbound),
+                                 "failsafe_outbound": proofs.entries_as_dicts(settings.failsafe_outbound)}
+        if text is not None:
+            entry["sha256"] = sha256(text)
+            if options.get("return_content"):
+                entry["ruleset"] = text
+            if out_dir:
+                path = os.path.join(out_dir, "%s.nft" % host)
+                entry["path"] = path
+                tw = time.perf_counter()
+                changed |= files.write_if_changed(path, text, check_mode, diffs)
+                writing += time.perf_counter() - tw
+            if options.get("proof", True):
+                hv = hostvars.get(host) or {}
+                protected_in, protected_out = proofs.protected_ports(
+                    host, hv.get("hostfw_protected_ports"), hv.get("hostfw_verify_management_access", True))
+                entry["failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out).as_dict()
+        host_results[host] = entry
+    comp.timings["compile_and_write"] = time.perf_counter() - t1
+    comp.timings["write"] = writing
+    comp.timings["compile"] = comp.timings["compile_and_write"] - writing
+
+    result["checks"] = [_check(comp, i, check) for i, check in enumerate(options.get("checks") or [])]
+
+    want_matrix = options.get("matrix") if options.get("matrix") is not None else bool(out_dir)
+    if want_matrix:
+        t2 = time.perf_counter()
+        matrix = comp.matrix(options.get("probes") or None)
+        result["matrix_cells"] = len(matrix["cells"])
+        if out_dir:
+            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.json"),
+                                              json.dumps(matrix, indent=2, sort_keys=True) + "\n", check_mode, diffs)
+            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.md"), comp.matrix_markdown(matrix),
+                                              check_mode, diffs)
+        else:
+            result["matrix"] = matrix
+        comp.timings["matrix"] = time.perf_counter() - t2
+
+    compiled = sum(1 for e in host_results.values() if e["has_ruleset"])
+    result.update({
+        "changed": changed,
+        "hosts": host_results if options.get("host_details", True) else {},
+        "refusals": [m for h in sorted(host_results) for m in (host_results[h].get("failsafe_proof") or {})
+                     .get("messages", []) if not host_results[h]["failsafe_proof"]["ok"]],
+        "written": sorted(os.path.basename(e["path"]) for e in host_results.values() if e.get("path")),
+        "warnings_hostfw": comp.warnings,
+        "timings": {k: round(v, 4) for k, v in sorted(comp.timings.items())},
+        "compiled": compiled,
+        "summary": "%d host(s) compiled from %d inventory host(s), %d polic(ies)" % (
+            compiled, len(hostvars), len(comp.world.policies)),
+    })
+    if diffs:
+        result["diff"] = diffs
+    if options.get("fail_on_refusal") and result["refusals"]:
+        result["failed"] = True
+        result["msg"] = "hostfw: refusing, a failsafe proof failed (nothing is applied anywhere):\n" + \
+            "\n".join(result["refusals"])
+    elif out_dir:
+        result["msg"] = "%s; written to %s: %d table(s)%s; stage timings (s): %s" % (
+            result["summary"], out_dir, len(result["written"]),
+            ", matrix.json, matrix.md (%d cells)" % result["matrix_cells"] if "matrix_cells" in result else "",
+            result["timings"])
+    return result
+
+
+def _check(comp: Compilation, index: int, check: Mapping[str, Any]) -> Dict[str, Any]:
+    """One item of the ``checks`` option; a bad item raises HostfwError naming it."""
+    path = "checks[%d]" % index
+    missing = [k for k in ("host", "source", "destination", "port") if check.get(k) in (None, "")]
+    problem = None
+    if missing:
+        problem = "%s missing (each check needs host, source, destination, protocol and port)" % ", ".join(missing)
+    else:
+        try:
+            res = comp.check_access(str(check["host"]), str(check["source"]), str(check["destination"]),
+                                    str(check.get("protocol", "TCP")), int(check["port"]))
+        except (KeyError, ValueError) as exc:
+            problem = "%s (use IP address literals, a protocol TCP, UDP or SCTP and a port number)" % exc
+    if problem:
+        raise errors.HostfwError([errors.Problem("Task", "hostfw.nftables.compile", path, problem)])
+    res.update({k: check.get(k) for k in ("host", "source", "destination", "protocol", "port")})
+    return res
+
+
+__all__ = ["Compilation", "compile_inventory", "compile_documents", "run", "sha256"]

@@ -5,10 +5,11 @@
 
 Ansible runs each task of each host in a forked worker, so an in-memory cache does not survive
 from one host's task to the next.  The validated world is therefore cached on disk, in a private
-per-user directory, keyed by a fingerprint of every input (the gathered variables and the size
-and mtime of every manifest file).  The first task of a run validates; every later task of the
-run (other hosts, other batches) loads the cached world and compiles only its own host.
-Nothing here imports Ansible: ``task_vars`` is read as plain mappings.
+per-user directory, keyed by a fingerprint of every input and of the code that validated it: the
+gathered variables, the content of every manifest file, the collection's version and a hash of
+the core's source files.  The first task of a run validates; every later task of the run (other
+hosts, other batches) loads the cached world and compiles only its own host.  Old entries are
+pruned.  Nothing here imports Ansible: ``task_vars`` is read as plain mappings.
 """
 
 from __future__ import annotations
@@ -27,8 +28,32 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Co
 
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
              "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
-             "hostfw_matrix_probes", "ansible_host")
-CACHE_VERSION = "3"
+             "hostfw_matrix_probes", "hostfw_protected_ports", "hostfw_verify_management_access", "ansible_host")
+CACHE_KEEP = 16  # cache entries kept per directory (the newest)
+
+_CORE_DIR = os.path.dirname(os.path.abspath(__file__))
+_CODE_DIGEST: Optional[str] = None
+
+
+def code_digest() -> str:
+    """sha256 of the collection's version and of every source file of the core: a world that one
+    version of the code validated is never served to another."""
+    global _CODE_DIGEST  # pylint: disable=global-statement
+    if _CODE_DIGEST is None:
+        h = hashlib.sha256()
+        collection = os.path.dirname(os.path.dirname(_CORE_DIR))
+        for meta in ("MANIFEST.json", "galaxy.yml"):
+            path = os.path.join(collection, meta)
+            if os.path.isfile(path):
+                with open(path, "rb") as handle:
+                    h.update(meta.encode() + b"\0" + handle.read())
+                break
+        for name in sorted(os.listdir(_CORE_DIR)):
+            if name.endswith(".py"):
+                with open(os.path.join(_CORE_DIR, name), "rb") as handle:
+                    h.update(name.encode() + b"\0" + handle.read())
+        _CODE_DIGEST = h.hexdigest()
+    return _CODE_DIGEST
 
 
 def plain(value: Any) -> Any:
@@ -106,10 +131,10 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
 
 
 def fingerprint(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> str:
-    """A digest of every input: the gathered variables (a value shared by many hosts is
-    serialised once) and the path, size and mtime of every manifest file."""
+    """A digest of every input: the code (:func:`code_digest`), the gathered variables (a value
+    shared by many hosts is serialised once) and the path and content of every manifest file."""
     h = hashlib.sha256()
-    h.update(CACHE_VERSION.encode())
+    h.update(code_digest().encode())
     h.update(base_dir.encode("utf-8"))
     digests: Dict[int, str] = {}
     for host in sorted(hosts):
@@ -131,12 +156,13 @@ def fingerprint(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> str:
         elif isinstance(value, list):
             patterns.update(p for p in value if isinstance(p, str))
     for pattern in sorted(patterns):
-        for path in sources._expand(pattern, base_dir):  # same resolution as the loader
+        for path in sources.expand(pattern, base_dir):  # same resolution as the loader
             try:
-                st = os.stat(path)
+                with open(path, "rb") as handle:
+                    content = hashlib.sha256(handle.read()).hexdigest()
             except OSError:
-                continue
-            h.update(("%s:%d:%d\n" % (path, st.st_mtime_ns, st.st_size)).encode("utf-8"))
+                content = "unreadable"
+            h.update(("%s:%s\n" % (path, content)).encode("utf-8"))
     return h.hexdigest()
 
 
@@ -177,4 +203,26 @@ def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_ca
             os.replace(tmp, path)
         except OSError:
             pass
+        prune(directory)
     return Compilation(world, inventory, timings)
+
+
+def prune(directory: str, keep: int = CACHE_KEEP) -> None:
+    """Delete all but the ``keep`` newest cache entries (and stale temporary files)."""
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith((".pickle", ".tmp"))]
+        entries = sorted(((os.stat(os.path.join(directory, n)).st_mtime, n) for n in names), reverse=True)
+    except OSError:
+        return
+    now = time.time()
+    kept = 0
+    for mtime, name in entries:
+        if name.endswith(".pickle") and kept < keep:
+            kept += 1
+            continue
+        if name.endswith(".tmp") and now - mtime < 3600:
+            continue  # another process may be writing it
+        try:
+            os.unlink(os.path.join(directory, name))
+        except OSError:
+            pass

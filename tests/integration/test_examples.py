@@ -12,6 +12,7 @@ role performs exactly those operations on containers over SSH).
 from __future__ import annotations
 
 import ast
+import copy
 import json
 import os
 import subprocess
@@ -54,8 +55,8 @@ def examples(path):
     raise AssertionError("no EXAMPLES in %s" % path)
 
 
-def run_playbook(tmp_path, tasks, hosts="all", extra=()):
-    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
+def run_playbook(tmp_path, tasks, hosts="all", extra=(), inventory=None):
+    (tmp_path / "inventory.yml").write_text(yaml.safe_dump(inventory or INVENTORY))
     (tmp_path / "playbook.yml").write_text(yaml.safe_dump([{"name": "EXAMPLES", "hosts": hosts,
                                                             "gather_facts": False, "tasks": tasks}]))
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_STDOUT_CALLBACK="json",
@@ -104,18 +105,20 @@ def test_check_access_examples_run(tmp_path):
 
 
 def test_batch_compile_and_checks_use_per_host_settings(tmp_path):
-    """One task compiles several hosts, each proven with its own protected ports (host_settings);
-    check_access flows evaluate several hosts' connections in one task."""
+    """One task compiles several hosts, each proven with its own protected ports (each host's
+    hostfw_protected_ports and hostfw_verify_management_access); check_access flows evaluate
+    several hosts' connections in one task."""
     tasks = [
         {"name": "Compile", "register": "compiled", "run_once": True, "hostfw.nftables.compile": {
-            "hosts": ["node1", "node2"],
-            "host_settings": {"node2": {"protected_ports": {"inbound": ["tcp:5432"]}},
-                              "node1": {"protected_ports": None, "verify_management_access": False}}}},
+            "hosts": ["node1", "node2"]}},
         {"name": "Flows", "register": "flows", "run_once": True, "hostfw.nftables.check_access": {"flows": [
             {"host": "node2", "source": "10.0.0.5", "destination": "10.0.0.6", "port": 5432},
             {"host": "node2", "source": "192.0.2.1", "destination": "10.0.0.6", "port": 5432, "protocol": "tcp"}]}},
     ]
-    out = run_playbook(tmp_path, tasks)
+    inventory = copy.deepcopy(INVENTORY)
+    inventory["all"]["hosts"]["node2"]["hostfw_protected_ports"] = {"inbound": ["tcp:5432"]}
+    inventory["all"]["hosts"]["node1"]["hostfw_verify_management_access"] = False
+    out = run_playbook(tmp_path, tasks, inventory=inventory)
     compiled = task_results(out, "Compile")["node1"]["hosts"]
     assert compiled["node1"]["failsafe_proof"]["ok"] is True  # verification off, no protected ports: nothing to prove
     assert compiled["node2"]["failsafe_proof"]["ok"] is False

@@ -165,7 +165,7 @@ def test_documentation_strings_are_complete():
     assert doc["name"] == "selector_match"
     assert doc["short_description"]
     assert doc["positional"] == "selector"
-    assert str(doc["version_added"]) == "1.0.0"
+    assert str(doc["version_added"]) == "0.1.0"
     assert doc["author"]
     assert doc["options"]["_input"]["type"] == "dict"
     assert doc["options"]["_input"]["required"] is True

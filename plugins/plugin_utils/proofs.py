@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: hostfw.nftables contributors
+# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the rollout proves before it changes a host, from the compiled policy alone.
+
+* :func:`failsafe_proof`: every failsafe entry of the host's FelixConfiguration is accepted before
+  any policy verdict on every host-endpoint interface, and every *protected* port
+  (``hostfw_protected_ports``) stays open even when a FelixConfiguration removed it from the
+  failsafes;
+* :func:`check_access`: would the host accept one new connection (the management connection);
+* :func:`protected_ports`: ``hostfw_protected_ports`` and ``hostfw_verify_management_access`` of one
+  host, parsed with the failsafe parsers of :mod:`felix`.
+
+This module imports nothing from Ansible.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, checks, errors, felix
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator, Packet
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import EGRESS, INGRESS, WILDCARD, HostPlan
+
+# A sample source port for failsafe proofs: not itself a failsafe port.
+PROOF_SPORT = 43210
+PROOF_SOURCES = {4: "192.0.2.1", 6: "2001:db8::1"}
+PROOF_DESTS = {4: "192.0.2.2", 6: "2001:db8::2"}
+
+Entries = Tuple[api.FailsafeEntry, ...]
+
+
+@dataclass
+class Proof:
+    ok: bool
+    messages: List[str] = field(default_factory=list)
+    checked: int = 0
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"ok": self.ok, "messages": list(self.messages), "checked": self.checked}
+
+
+# ----------------------------------------------------------------------------------------------
+# hostfw_protected_ports
+# ----------------------------------------------------------------------------------------------
+
+_NONE = ([], {}, "none")
+
+
+def protected_ports(host: str, value: Any, verify_management_access: Any = True) -> Tuple[Entries, Entries]:
+    """(inbound, outbound) protected entries of one host.
+
+    ``value`` is ``hostfw_protected_ports``: None = the failsafe defaults; a mapping with
+    ``inbound`` and/or ``outbound`` lists whose items are ``tcp:22`` strings (Felix's failsafe
+    syntax, also ``tcp:10.0.0.0/8:22``), port numbers (TCP) or ``{protocol, port, net}``
+    mappings (Calico's ProtoPort); ``[]``, ``{}`` or ``none`` = none.  With
+    ``hostfw_verify_management_access`` false and no explicit value the operator takes the risk
+    of cutting access: none are protected (configured failsafe entries are still proven).
+    Raises :class:`~errors.HostfwError` naming the host and the entry."""
+    if value is None:
+        if _false(verify_management_access):
+            return (), ()
+        return felix.DEFAULT_FAILSAFE_INBOUND, felix.DEFAULT_FAILSAFE_OUTBOUND
+    if isinstance(value, (list, dict, str)) and value in _NONE:
+        return (), ()
+    sink = errors.Collector()
+    scope = sink.scope("Host", host)
+    path = "hostfw_protected_ports"
+    if not checks.is_map(value) or set(value) - {"inbound", "outbound"}:
+        scope.err(path, "expected a mapping with 'inbound' and/or 'outbound' lists, got %s" % checks.shown(value),
+                  "write e.g. {inbound: [tcp:22], outbound: [udp:53]}, or [] for none")
+        sink.raise_if_any()
+    out = []
+    for key in ("inbound", "outbound"):
+        entries: List[api.FailsafeEntry] = []
+        items = checks.list_of(scope, value.get(key), checks.join_path(path, key))
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            entries.extend(_protected_entry(scope, item, checks.index_path(checks.join_path(path, key), i)))
+        out.append(tuple(entries))
+    sink.raise_if_any()
+    return out[0], out[1]
+
+
+def _protected_entry(scope: errors.Scope, item: Any, path: str) -> Entries:
+    if isinstance(item, bool) or not isinstance(item, (int, str)) and not checks.is_map(item):
+        scope.err(path, "%s is not a protected port" % checks.shown(item), "use tcp:PORT, udp:PORT or "
+                  "{protocol: TCP, port: PORT, net: CIDR}")
+        return ()
+    if isinstance(item, int):
+        item = "tcp:%d" % item
+    if isinstance(item, str):
+        entries, problems = felix.parse_failsafe_string(item)
+        for what, fix in problems:
+            scope.err(path, what, fix)
+        if not problems and (entries is None or len(entries) != 1):
+            scope.err(path, "%s is not one protected port" % checks.show(item), "use tcp:PORT or udp:PORT")
+            return ()
+        return () if problems else entries
+    item = dict(item)
+    if isinstance(item.get("protocol"), str):
+        item["protocol"] = item["protocol"].upper()
+    parsed = felix.parse_failsafes(scope, [item], path)
+    return () if parsed is checks.BAD else parsed
+
+
+def _false(value: Any) -> bool:
+    return str(value).strip().lower() in ("false", "no", "off", "0")
+
+
+# ----------------------------------------------------------------------------------------------
+# The proofs
+# ----------------------------------------------------------------------------------------------
+
+def _address_in(net: str) -> str:
+    n = ipaddress.ip_network(net, strict=False)
+    return str(n.network_address + (1 if n.num_addresses > 2 else 0))
+
+
+def failsafe_proof(evaluator: Evaluator, plan: Optional[HostPlan], host: str, protected_inbound: Entries = (),
+                   protected_outbound: Entries = ()) -> Proof:
+    """Proof, from the compiled plan, that the host cannot be cut off:
+
+    * every configured failsafe entry is accepted before any policy verdict, on every
+      host-endpoint interface, through every stage (doNotTrack, preDNAT, normal);
+    * every *protected* entry is accepted for a new connection from an arbitrary address (from
+      an address of its net when it has one), even when a FelixConfiguration removed it from
+      the failsafes: a policy set that would close SSH, BGP or etcd is refused, naming the tier
+      and policy that would close it.
+    """
+    if plan is None:
+        return Proof(True, ["host %s has no host endpoint: nothing is policed" % host])
+    problems: List[str] = []
+    checked = 0
+    ifaces = [ep.iface for ep in plan.endpoints]
+    fin = set(plan.felix.failsafe_inbound)
+    fout = set(plan.felix.failsafe_outbound)
+    items = ([(e, INGRESS, True) for e in plan.felix.failsafe_inbound]
+             + [(e, EGRESS, True) for e in plan.felix.failsafe_outbound]
+             + [(e, INGRESS, False) for e in protected_inbound if e not in fin]
+             + [(e, EGRESS, False) for e in protected_outbound if e not in fout])
+    for entry, direction, configured in items:
+        proto = 6 if entry.protocol == "tcp" else 17
+        families = [family_of(entry.net)] if entry.net else [4, 6]
+        for fam in families:
+            remote = _address_in(entry.net) if entry.net else PROOF_SOURCES[fam]
+            local = PROOF_DESTS[fam]
+            for iface in ifaces:
+                checked += 1
+                if direction == INGRESS:
+                    pkt = Packet(remote, local, proto, sport=PROOF_SPORT, dport=entry.port)
+                    v = evaluator.input(plan, iface, pkt)
+                    what = "inbound"
+                else:
+                    pkt = Packet(local, remote, proto, sport=PROOF_SPORT, dport=entry.port)
+                    v = evaluator.output(plan, iface, pkt)
+                    what = "outbound"
+                where = "all interfaces (*)" if iface == WILDCARD else "interface " + iface
+                if configured and not v.reason.startswith("failsafe"):
+                    problems.append("failsafe %s %s (IPv%d) is not accepted first on %s of host %s: %s (%s)"
+                                    % (what, entry, fam, where, host, v.verdict, v.reason))
+                elif not configured and not v.allowed:
+                    problems.append("protected %s port %s (IPv%d) would be closed on %s of host %s by %s "
+                                    "(it is not a failsafe entry in the FelixConfiguration; allow it in a "
+                                    "policy, restore the failsafe, or remove it from hostfw_protected_ports)"
+                                    % (what, entry, fam, where, host, v.reason))
+    return Proof(not problems, problems, checked)
+
+
+def check_access(evaluator: Evaluator, plan: Optional[HostPlan], host: str, interfaces: Dict[str, Sequence[str]],
+                 source: str, destination: str, protocol: str, port: Optional[int],
+                 iface: Optional[str] = None) -> Dict[str, Any]:
+    """Would ``host`` accept a new connection from ``source`` to its ``destination``:``port``?
+    ``interfaces`` is the host's ``hostfw_interfaces`` (to find the interface holding
+    ``destination``)."""
+    if plan is None:
+        return {"allowed": True, "reason": "host %s has no host endpoint (not policed)" % host}
+    proto = api.PROTOCOL_NUMBERS[protocol]
+    pkt = Packet(source, destination, proto, sport=PROOF_SPORT, dport=port)
+    if iface is None:
+        iface = interface_for_address(plan, interfaces, destination)
+    v = evaluator.input(plan, iface, pkt)
+    return {"allowed": v.allowed, "reason": v.reason, "interface": iface, "packet": pkt.describe()}
+
+
+def interface_for_address(plan: HostPlan, interfaces: Dict[str, Sequence[str]], address: str) -> str:
+    """The interface a packet to ``address`` arrives on: the one of ``hostfw_interfaces`` that
+    holds it, else the host endpoint whose expectedIPs contain it, else ``*``."""
+    for ifname, addrs in sorted(interfaces.items()):
+        if address in {str(a).split("/", maxsplit=1)[0] for a in addrs}:
+            return ifname
+    for ep in plan.named():
+        if address in ep.hep.expected_ips:
+            return ep.iface
+    return WILDCARD if plan.wildcard is not None else (plan.named()[0].iface if plan.named() else WILDCARD)
+
+
+def entries_as_dicts(entries: Entries) -> List[Dict[str, Any]]:
+    """Failsafe entries as the target module's ``inspect`` takes them."""
+    return [{"protocol": e.protocol, "port": e.port, "net": e.net} for e in entries]
