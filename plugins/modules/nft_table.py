@@ -110,11 +110,13 @@ options:
     type: path
     default: /etc/systemd/system/hostfw.service
   failsafe_inbound:
-    description: Failsafe entries checked by V(inspect) on inbound hooks. Default is Calico's inbound list.
+    description:
+      - Failsafe entries (C({protocol, port, net})) checked by V(inspect) on inbound hooks; required for V(inspect).
+        The M(hostfw.nftables.compile) action returns each host's list (from its FelixConfiguration).
     type: list
     elements: dict
   failsafe_outbound:
-    description: Failsafe entries checked by V(inspect) on outbound hooks. Default is Calico's outbound list.
+    description: Failsafe entries checked by V(inspect) on outbound hooks; required for V(inspect).
     type: list
     elements: dict
   lock_timeout:
@@ -198,6 +200,8 @@ EXAMPLES = r"""
 - name: Look for other tables that could drop failsafe traffic
   hostfw.nftables.nft_table:
     state: inspect
+    failsafe_inbound: [{protocol: tcp, port: 22}]
+    failsafe_outbound: [{protocol: udp, port: 53}]
   register: host_fw
 
 - name: Remove our table and boot unit
@@ -294,26 +298,20 @@ canonicalised_with:
   sample: unshare -n
 """
 
-import errno
-import fcntl
 import json
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import time
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
-    DEFAULT_FAILSAFE_INBOUND,
-    DEFAULT_FAILSAFE_OUTBOUND,
-    ROLLBACK_PROGRAM,
     TABLE,
+    TABLE_FAMILY,
+    TABLE_NAME,
     check_listing_is_our_table,
-    dumps,
-    inspect_ruleset,
+    foreign_tables,
     listing_sha256,
     normalise_listing,
     parse_ssh_connection,
@@ -323,24 +321,32 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     ssh_connection_from_environ_blob,
     unified_diff,
 )
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_inspect import inspect_ruleset
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_rollback import Rollback
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_state import StateDir, StateError, read_text
 
 UNIT_NAME = "hostfw.service"
 
 
-class HostfwError(Exception):
+class NftTableError(Exception):
+    """A refusal or failure of one ``nft_table`` call: ``msg`` for the user, ``extra`` for the result."""
+
     def __init__(self, msg, **extra):
-        super(HostfwError, self).__init__(msg)
+        super(NftTableError, self).__init__(msg)
         self.msg = msg
         self.extra = extra
 
 
 class NftTable(object):
+    """The state machine: one ``op_<state>`` method per O(state)."""
+
     def __init__(self, module):
         self.module = module
         self.p = module.params
         self.check = module.check_mode
-        self.state_dir = self.p["state_dir"]
+        self.state = StateDir(self.p["state_dir"])
         self.nft = module.get_bin_path("nft", required=True)
+        self.rollback = Rollback(self.state, self.nft, self._run_rc, module.get_bin_path, self.nft_check_file)
         self.result = {
             "changed": False,
             "applied": False,
@@ -350,94 +356,51 @@ class NftTable(object):
             "sha256_after": None,
             "present_before": False,
         }
-        self._lock = None
 
     # ---------------------------------------------------------------- helpers
-    def path(self, name):
-        return os.path.join(self.state_dir, name)
-
     def run(self, args, check_rc=True, data=None):
         rc, out, err = self.module.run_command(args, data=data, binary_data=True)
         if check_rc and rc != 0:
-            raise HostfwError("command failed: %s" % " ".join(args), rc=rc, stdout=out, stderr=err)
+            raise NftTableError("command failed: %s" % " ".join(args), rc=rc, stdout=out, stderr=err)
         return rc, out, err
 
+    def _run_rc(self, args, check_rc):
+        return self.run(args, check_rc=check_rc)
+
     def lock(self):
-        if self.check and not os.path.isdir(self.state_dir):
+        if self.check and not self.state.exists():
             return
-        self.ensure_state_dir()
-        handle = open(self.path("lock"), "a")
-        deadline = time.time() + self.p["lock_timeout"]
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                self._lock = handle
-                return
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.time() >= deadline:
-                    handle.close()
-                    raise HostfwError("another hostfw run holds %s (waited %ss)" % (self.path("lock"), self.p["lock_timeout"]))
-                time.sleep(0.2)
-
-    def ensure_state_dir(self):
-        if not os.path.isdir(self.state_dir):
-            os.makedirs(self.state_dir, 0o700)
-
-    def write_atomic(self, path, text, mode=0o600):
-        directory = os.path.dirname(path)
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hostfw-")
         try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            os.chmod(tmp, mode)
-            os.rename(tmp, path)
-        except Exception:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-
-    def read_json(self, name):
-        try:
-            with open(self.path(name)) as handle:
-                return json.load(handle)
-        except (IOError, OSError, ValueError):
-            return None
-
-    def read_text(self, path):
-        try:
-            with open(path) as handle:
-                return handle.read()
-        except (IOError, OSError):
-            return None
+            self.state.lock(self.p["lock_timeout"])
+        except StateError as exc:
+            raise NftTableError(str(exc))
 
     def current_listing(self):
         """Stateless listing of our running table, or None when it is absent."""
         rc, out, err = self.run([self.nft, "list", "tables"])
-        if ("inet", "hostfw") not in parse_table_list(out):
+        if (TABLE_FAMILY, TABLE_NAME) not in parse_table_list(out):
             return None
-        rc, out, err = self.run([self.nft, "-s", "list", "table", "inet", "hostfw"])
+        rc, out, err = self.run([self.nft, "-s", "list", "table", TABLE_FAMILY, TABLE_NAME])
         return normalise_listing(out)
 
     def nft_check_file(self, path, what):
         rc, out, err = self.run([self.nft, "-c", "-f", path], check_rc=False)
         if rc != 0:
-            raise HostfwError("nft -c -f rejects the %s (%s): %s" % (what, path, err.strip()), rc=rc, stderr=err)
+            raise NftTableError("nft -c -f rejects the %s (%s): %s" % (what, path, err.strip()), rc=rc, stderr=err)
 
     def scratch_prefixes(self):
         unshare = self.module.get_bin_path("unshare")
         if not unshare:
-            raise HostfwError("unshare (util-linux) is needed to canonicalise the candidate in a scratch network namespace")
+            raise NftTableError("unshare (util-linux) is needed to canonicalise the candidate in a scratch network "
+                                "namespace")
         tried = []
         for prefix in ([unshare, "-n"], [unshare, "-r", "-n"]):
             rc, out, err = self.run(prefix + [self.nft, "list", "tables"], check_rc=False)
             if rc == 0:
                 return prefix
             tried.append("%s: %s" % (" ".join(prefix), err.strip()))
-        raise HostfwError("cannot create a scratch network namespace to canonicalise the candidate: %s" % "; ".join(tried))
+        raise NftTableError("cannot create a scratch network namespace to canonicalise the candidate: %s"
+                            % "; ".join(tried))
 
     def canonicalise(self, content):
         """Load content into an empty network namespace; return its canonical listing."""
@@ -453,170 +416,53 @@ class NftTable(object):
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if rc == 3:
-            raise HostfwError("the candidate does not load into an empty network namespace: %s" % err.strip(), stderr=err)
+            raise NftTableError("the candidate does not load into an empty network namespace: %s" % err.strip(),
+                                stderr=err)
         if rc != 0 or "@@HOSTFW-TABLE@@" not in out:
-            raise HostfwError("canonicalising the candidate failed (rc=%s): %s" % (rc, err.strip()), stderr=err)
+            raise NftTableError("canonicalising the candidate failed (rc=%s): %s" % (rc, err.strip()), stderr=err)
         head, listing = out.split("@@HOSTFW-TABLE@@", 1)
-        tables = parse_table_list(head.split("@@HOSTFW-TABLES@@", 1)[1])
-        others = ["%s %s" % t for t in tables if t != ("inet", "hostfw")]
+        others = ["%s %s" % t for t in foreign_tables(parse_table_list(head.split("@@HOSTFW-TABLES@@", 1)[1]))]
         if others:
-            raise HostfwError("the candidate may only define %s; it also defines: %s" % (TABLE, ", ".join(others)))
+            raise NftTableError("the candidate may only define %s; it also defines: %s" % (TABLE, ", ".join(others)))
         problem = check_listing_is_our_table(listing)
         if problem:
-            raise HostfwError(problem)
+            raise NftTableError(problem)
         return normalise_listing(listing), " ".join(os.path.basename(p) if i == 0 else p for i, p in enumerate(prefix))
 
-    # ---------------------------------------------------------------- rollback bookkeeping
-    def systemd_running(self):
-        return os.path.isdir("/run/systemd/system") and bool(self.module.get_bin_path("systemctl"))
-
-    def unit_active(self, unit):
-        systemctl = self.module.get_bin_path("systemctl")
-        if not systemctl:
-            return False
-        rc, out, err = self.run([systemctl, "is-active", unit], check_rc=False)
-        return out.strip() in ("active", "activating")
-
-    def pid_alive(self, pid):
-        try:
-            with open("/proc/%d/cmdline" % int(pid), "rb") as handle:
-                return b"rollback.py" in handle.read()
-        except (IOError, OSError, ValueError, TypeError):
-            return False
-
-    def rollback_info(self, armed):
-        """Describe an armed.json record: (pending, fired_record)."""
-        if not armed:
-            return False, None
-        fired = self.read_json("rolled-back-%s.json" % armed["id"])
-        if fired:
-            return False, fired
-        if armed["method"] == "systemd":
-            pending = self.unit_active("hostfw-rollback-%s.timer" % armed["id"]) or \
-                self.unit_active("hostfw-rollback-%s.service" % armed["id"])
-        else:
-            pending = self.pid_alive(armed.get("pid"))
-        return pending, None
-
-    def describe_rollback(self, armed, pending, fired):
-        info = dict(armed)
-        info["pending"] = pending
-        info["fired"] = bool(fired)
-        if fired:
-            info["rc"] = fired.get("rc")
-            info["finished"] = fired.get("finished")
-            info["stderr"] = fired.get("stderr")
-            info["restored_sha256"] = listing_sha256(fired.get("listing")) if fired.get("present") else None
-            info["restored_identical"] = info["restored_sha256"] == armed.get("snapshot_sha256")
-        return info
+    def armed_now(self):
+        """(armed.json record or None, pending, fired record or None)."""
+        armed = self.state.read_json("armed.json")
+        pending, fired = self.rollback.info(armed)
+        return armed, pending, fired
 
     def do_arm(self, stage):
-        armed = self.read_json("armed.json")
-        pending, fired = self.rollback_info(armed)
+        armed, pending, fired = self.armed_now()
         if armed and pending:
             if armed.get("stage_id") == stage["stage_id"]:
                 self.result["armed"] = True
-                self.result["rollback"] = self.describe_rollback(armed, pending, fired)
+                self.result["rollback"] = self.rollback.describe(armed, pending, fired)
                 return False
-            raise HostfwError("a rollback of another run is pending (id %s, fires at %s): another rollout is in "
-                              "progress on this host; confirm or disarm it first" % (armed["id"], armed.get("deadline")))
+            raise NftTableError("a rollback of another run is pending (id %s, fires at %s): another rollout is in "
+                                "progress on this host; confirm or disarm it first" % (armed["id"], armed.get("deadline")))
         if self.check:
             return True
-        timeout = self.p["timeout"]
-        if timeout < 1:
-            raise HostfwError("timeout must be at least 1 second")
-        rid = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
-        snap_src = self.path("snapshot.nft")
-        snap = self.path("rollback-%s.nft" % rid)
-        shutil.copyfile(snap_src, snap)
-        self.nft_check_file(snap, "rollback snapshot")
-        program = self.path("rollback.py")
-        self.write_atomic(program, ROLLBACK_PROGRAM, 0o700)
-        python = self.module.get_bin_path("python3") or "/usr/bin/python3"
-        if sys.executable and os.path.exists(sys.executable):
-            python = sys.executable
-        method = self.p["rollback_method"]
-        if method == "auto":
-            method = "systemd" if self.systemd_running() else "detached"
-        record = {
-            "id": rid,
-            "method": method,
-            "timeout": timeout,
-            "armed_at": time.time(),
-            "deadline": time.time() + timeout,
-            "stage_id": stage["stage_id"],
-            "snapshot_sha256": stage.get("snapshot_sha256"),
-            "candidate_sha256": stage.get("candidate_sha256"),
-        }
-        if method == "systemd":
-            unit = "hostfw-rollback-%s" % rid
-            systemd_run = self.module.get_bin_path("systemd-run", required=True)
-            self.run([systemd_run, "--unit", unit, "--description", "hostfw.nftables rollback %s" % rid,
-                      "--on-active=%ds" % timeout, "--timer-property=AccuracySec=100ms",
-                      python, program, self.state_dir, rid, self.nft])
-            record["unit"] = unit
-        else:
-            record["pid"] = self.spawn_detached([python, program, self.state_dir, rid, self.nft, str(timeout)])
-        self.write_atomic(self.path("armed.json"), dumps(record))
+        if self.p["timeout"] < 1:
+            raise NftTableError("timeout must be at least 1 second")
+        record = self.rollback.arm(stage, self.p["timeout"], self.p["rollback_method"])
         self.result["armed"] = True
-        self.result["rollback"] = self.describe_rollback(record, True, None)
+        self.result["rollback"] = self.rollback.describe(record, True, None)
         return True
 
-    def spawn_detached(self, argv):
-        """Double fork + setsid: the process survives the end of the SSH session."""
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # first child
-            try:
-                os.close(read_fd)
-                os.setsid()
-                grandchild = os.fork()
-                if grandchild == 0:
-                    devnull = os.open(os.devnull, os.O_RDWR)
-                    for fd in (0, 1, 2):
-                        os.dup2(devnull, fd)
-                    os.closerange(3, 65536)
-                    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-                    os.chdir("/")
-                    os.execv(argv[0], argv)
-                os.write(write_fd, str(grandchild).encode())
-            finally:
-                os._exit(0)
-        os.close(write_fd)
-        os.waitpid(pid, 0)
-        data = b""
-        while True:
-            chunk = os.read(read_fd, 64)
-            if not chunk:
-                break
-            data += chunk
-        os.close(read_fd)
-        return int(data or 0)
-
-    def do_disarm(self, armed):
-        """Disarm under the lock: the marker makes a racing rollback program exit untouched."""
-        with open(self.path("disarmed-%s" % armed["id"]), "w") as handle:
-            handle.write("%f\n" % time.time())
-        if armed["method"] == "systemd":
-            systemctl = self.module.get_bin_path("systemctl")
-            if systemctl:
-                self.run([systemctl, "stop", "hostfw-rollback-%s.timer" % armed["id"]], check_rc=False)
-        elif armed.get("pid") and self.pid_alive(armed["pid"]):
-            try:
-                os.kill(int(armed["pid"]), signal.SIGTERM)
-            except OSError:
-                pass
-        for name in ("armed.json", "rollback-%s.nft" % armed["id"]):
-            try:
-                os.unlink(self.path(name))
-            except OSError:
-                pass
+    def set_listing_result(self, current):
+        sha = listing_sha256(current)
+        self.result.update({"sha256_before": sha, "sha256_after": sha, "present_before": current is not None})
+        return sha
 
     # ---------------------------------------------------------------- operations
     def op_stage(self):
         content = self.p["content"]
         if content is None or not content.strip():
-            raise HostfwError("state=stage needs content")
+            raise NftTableError("state=stage needs content")
         current = self.current_listing()
         candidate, how = self.canonicalise(content)
         cur_sha = listing_sha256(current)
@@ -634,23 +480,24 @@ class NftTable(object):
             cand_path = os.path.join(workdir, "candidate.nft")
             snap_path = os.path.join(workdir, "snapshot.nft")
         else:
-            self.ensure_state_dir()
-            cand_path = self.path("candidate.nft")
-            snap_path = self.path("snapshot.nft")
+            self.state.ensure()
+            cand_path = self.state.path("candidate.nft")
+            snap_path = self.state.path("snapshot.nft")
         try:
-            self.write_atomic(cand_path, render_apply_file(candidate, "hostfw.nftables candidate\nsha256 %s" % cand_sha))
-            self.write_atomic(snap_path, render_apply_file(current, "hostfw.nftables snapshot of the running table\nsha256 %s" % cur_sha))
+            StateDir.write_atomic(cand_path, render_apply_file(candidate, "hostfw.nftables candidate\nsha256 %s"
+                                                               % cand_sha))
+            StateDir.write_atomic(snap_path, render_apply_file(current, "hostfw.nftables snapshot of the running "
+                                                               "table\nsha256 %s" % cur_sha))
             self.nft_check_file(cand_path, "candidate")
             self.nft_check_file(snap_path, "snapshot")
             if not self.check:
-                stage = {
+                self.state.write_json("stage.json", {
                     "stage_id": uuid.uuid4().hex,
                     "staged_at": time.time(),
                     "candidate_sha256": cand_sha,
                     "snapshot_sha256": cur_sha,
                     "snapshot_present": current is not None,
-                }
-                self.write_atomic(self.path("stage.json"), dumps(stage))
+                })
                 self.result["candidate_path"] = cand_path
                 self.result["snapshot_path"] = snap_path
         finally:
@@ -664,160 +511,153 @@ class NftTable(object):
                 "before_header": "running: %s" % TABLE,
                 "after_header": "candidate: %s" % TABLE,
             }
-        armed = self.read_json("armed.json")
-        pending, fired = self.rollback_info(armed)
+        armed, pending, fired = self.armed_now()
         self.result["armed"] = pending
         if pending:
             self.module.warn("a rollback (id %s) is pending on this host: another rollout may be in progress" % armed["id"])
 
     def load_stage(self):
-        stage = self.read_json("stage.json")
-        if not stage or not os.path.exists(self.path("candidate.nft")):
-            raise HostfwError("nothing is staged in %s: run state=stage first" % self.state_dir)
+        stage = self.state.read_json("stage.json")
+        if not stage or not os.path.exists(self.state.path("candidate.nft")):
+            raise NftTableError("nothing is staged in %s: run state=stage first" % self.state.root)
         if self.p["sha256"] and self.p["sha256"] != stage["candidate_sha256"]:
-            raise HostfwError("the staged candidate (sha256 %s) is not the expected one (%s): another run staged "
-                              "in between; stage again" % (stage["candidate_sha256"], self.p["sha256"]))
+            raise NftTableError("the staged candidate (sha256 %s) is not the expected one (%s): another run staged "
+                                "in between; stage again" % (stage["candidate_sha256"], self.p["sha256"]))
         return stage
 
+    def staged_and_unchanged(self):
+        """The stage record, after checking that the running table is still the staged snapshot (or
+        already the candidate).  Returns (stage, running sha256)."""
+        stage = self.load_stage()
+        cur_sha = self.set_listing_result(self.current_listing())
+        if cur_sha not in (stage["snapshot_sha256"], stage["candidate_sha256"]):
+            raise NftTableError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage "
+                                "again" % (cur_sha, stage["snapshot_sha256"]))
+        return stage, cur_sha
+
     def op_arm(self):
-        if self.check and not os.path.exists(self.path("stage.json")):
+        if self.check and not os.path.exists(self.state.path("stage.json")):
             self.result["changed"] = True
             return
-        stage = self.load_stage()
-        current = self.current_listing()
-        self.result["sha256_before"] = self.result["sha256_after"] = listing_sha256(current)
-        self.result["present_before"] = current is not None
-        if listing_sha256(current) != stage["snapshot_sha256"]:
-            raise HostfwError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage again"
-                              % (listing_sha256(current), stage["snapshot_sha256"]))
+        stage, cur_sha = self.staged_and_unchanged()
+        if cur_sha != stage["snapshot_sha256"]:
+            raise NftTableError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage "
+                                "again" % (cur_sha, stage["snapshot_sha256"]))
         self.result["changed"] = self.do_arm(stage)
 
     def op_apply(self):
-        if self.check and not os.path.exists(self.path("stage.json")):
+        if self.check and not os.path.exists(self.state.path("stage.json")):
             self.result["changed"] = True
             return
-        stage = self.load_stage()
-        current = self.current_listing()
-        cur_sha = listing_sha256(current)
-        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+        stage, cur_sha = self.staged_and_unchanged()
         if cur_sha == stage["candidate_sha256"]:
-            armed = self.read_json("armed.json")
-            pending, fired = self.rollback_info(armed)
-            self.result["armed"] = pending
+            self.result["armed"] = self.armed_now()[1]
             return  # already the candidate
-        if cur_sha != stage["snapshot_sha256"]:
-            raise HostfwError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage again"
-                              % (cur_sha, stage["snapshot_sha256"]))
         if self.check:
             self.result["changed"] = True
             self.result["sha256_after"] = stage["candidate_sha256"]
             return
         self.do_arm(stage)
-        armed = self.read_json("armed.json")
-        rc, out, err = self.run([self.nft, "-f", self.path("candidate.nft")], check_rc=False)
+        armed = self.state.read_json("armed.json")
+        rc, out, err = self.run([self.nft, "-f", self.state.path("candidate.nft")], check_rc=False)
         if rc != 0:
-            self.do_disarm(armed)
+            self.rollback.disarm(armed)
             self.result["armed"] = False
-            raise HostfwError("nft -f of the candidate failed, nothing changed, rollback disarmed: %s" % err.strip(),
-                              rc=rc, stderr=err)
+            raise NftTableError("nft -f of the candidate failed, nothing changed, rollback disarmed: %s" % err.strip(),
+                                rc=rc, stderr=err)
         after = listing_sha256(self.current_listing())
         self.result.update({"changed": True, "applied": True, "sha256_after": after})
         if after != stage["candidate_sha256"]:
-            raise HostfwError("after nft -f the running table hashes to %s, not to the candidate %s; the armed "
-                              "rollback will restore the snapshot" % (after, stage["candidate_sha256"]))
+            raise NftTableError("after nft -f the running table hashes to %s, not to the candidate %s; the armed "
+                                "rollback will restore the snapshot" % (after, stage["candidate_sha256"]))
 
     def op_confirm(self, verify=True):
         if verify and not self.p["sha256"]:
-            raise HostfwError("state=confirm needs sha256 (the candidate hash returned by state=stage)")
-        armed = self.read_json("armed.json")
-        pending, fired = self.rollback_info(armed)
-        current = self.current_listing()
-        cur_sha = listing_sha256(current)
-        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+            raise NftTableError("state=confirm needs sha256 (the candidate hash returned by state=stage)")
+        armed, pending, fired = self.armed_now()
+        cur_sha = self.set_listing_result(self.current_listing())
         if fired:
-            info = self.describe_rollback(armed, pending, fired)
+            info = self.rollback.describe(armed, pending, fired)
             self.result.update({"rolled_back": True, "rollback": info})
-            raise HostfwError("the rollback %s fired at %s before the confirmation: table inet hostfw was restored to "
-                              "its previous state (sha256 %s)" % (armed["id"], time.strftime(
-                                  "%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired.get("finished", 0))), info["restored_sha256"]))
+            raise NftTableError("the rollback %s fired at %s before the confirmation: table inet hostfw was restored "
+                                "to its previous state (sha256 %s)" % (armed["id"], time.strftime(
+                                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired.get("finished", 0))),
+                                    info["restored_sha256"]))
         if verify and cur_sha != self.p["sha256"]:
             self.result["armed"] = pending
-            raise HostfwError("the running table inet hostfw (sha256 %s) is not the candidate (%s); %s"
-                              % (cur_sha, self.p["sha256"], "the rollback stays armed and will restore the snapshot"
-                                 if pending else "no rollback is armed"))
+            raise NftTableError("the running table inet hostfw (sha256 %s) is not the candidate (%s); %s"
+                                % (cur_sha, self.p["sha256"], "the rollback stays armed and will restore the snapshot"
+                                   if pending else "no rollback is armed"))
         if not armed:
             self.result["applied"] = verify
             return
-        self.result["rollback"] = self.describe_rollback(armed, pending, None)
+        self.result["rollback"] = self.rollback.describe(armed, pending, None)
         if self.check:
             self.result["changed"] = True
             self.result["armed"] = pending
             return
-        self.do_disarm(armed)
+        self.rollback.disarm(armed)
         self.result["rollback"]["pending"] = False
         self.result.update({"changed": True, "applied": verify, "armed": False})
-        record = {"id": armed["id"], "sha256": cur_sha, "at": time.time(), "verified": verify}
-        self.write_atomic(self.path("confirmed.json"), dumps(record))
+        self.state.write_json("confirmed.json", {"id": armed["id"], "sha256": cur_sha, "at": time.time(),
+                                                 "verified": verify})
 
     def op_status(self):
-        armed = self.read_json("armed.json")
-        pending, fired = self.rollback_info(armed)
-        current = self.current_listing()
-        cur_sha = listing_sha256(current)
-        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None,
-                            "armed": pending, "rolled_back": bool(fired)})
+        armed, pending, fired = self.armed_now()
+        self.set_listing_result(self.current_listing())
+        self.result.update({"armed": pending, "rolled_back": bool(fired)})
         if armed:
-            self.result["rollback"] = self.describe_rollback(armed, pending, fired)
+            self.result["rollback"] = self.rollback.describe(armed, pending, fired)
             if not pending and not fired:
                 self.result["rollback"]["stale"] = True
-        self.result["confirmed"] = self.read_json("confirmed.json")
+        self.result["confirmed"] = self.state.read_json("confirmed.json")
 
     def op_persist(self):
-        armed = self.read_json("armed.json")
-        pending, fired = self.rollback_info(armed)
+        armed, pending, fired = self.armed_now()
         if pending:
-            raise HostfwError("a rollback (id %s) is armed: confirm the running table before persisting it" % armed["id"])
+            raise NftTableError("a rollback (id %s) is armed: confirm the running table before persisting it"
+                                % armed["id"])
         current = self.current_listing()
-        cur_sha = listing_sha256(current)
-        self.result.update({"sha256_before": cur_sha, "sha256_after": cur_sha, "present_before": current is not None})
+        cur_sha = self.set_listing_result(current)
         if current is None:
             if self.check and self.p["sha256"]:
                 # Check mode on a host without our table yet: the candidate would be applied first,
                 # then persisted.
                 self.result["changed"] = True
                 return
-            raise HostfwError("table inet hostfw is not loaded: nothing to persist (use state=remove to drop persistence)")
+            raise NftTableError("table inet hostfw is not loaded: nothing to persist (use state=remove to drop "
+                                "persistence)")
         if self.p["sha256"] and cur_sha != self.p["sha256"]:
             if self.check:
                 # the candidate was not applied in check mode: it would be persisted after apply
                 self.result["changed"] = True
                 return
-            raise HostfwError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
-                              % (cur_sha, self.p["sha256"]))
+            raise NftTableError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
+                                % (cur_sha, self.p["sha256"]))
         path = self.p["persist_path"]
         text = render_apply_file(current, "hostfw.nftables: last confirmed table inet hostfw, loaded by %s\nsha256 %s"
                                  % (UNIT_NAME, cur_sha))
-        old = self.read_text(path)
+        old = read_text(path)
         changed = False
         diffs = []
         if old != text:
             changed = True
             diffs.append({"before": old or "", "after": text, "before_header": path, "after_header": path})
             if not self.check:
-                self.write_atomic(path, text, 0o600)
+                StateDir.write_atomic(path, text, 0o600)
                 self.nft_check_file(path, "persisted file")
         unit_text = render_unit(self.nft, path)
         unit_path = self.p["unit_path"]
-        old_unit = self.read_text(unit_path)
+        old_unit = read_text(unit_path)
         if old_unit != unit_text:
             changed = True
             diffs.append({"before": old_unit or "", "after": unit_text, "before_header": unit_path,
                           "after_header": unit_path})
             if not self.check:
-                self.write_atomic(unit_path, unit_text, 0o644)
+                StateDir.write_atomic(unit_path, unit_text, 0o644)
         systemctl = self.module.get_bin_path("systemctl")
         if systemctl:
-            if self.systemd_running() and old_unit != unit_text and not self.check:
+            if self.rollback.systemd_running() and old_unit != unit_text and not self.check:
                 self.run([systemctl, "daemon-reload"])
             rc, out, err = self.run([systemctl, "is-enabled", UNIT_NAME], check_rc=False)
             if out.strip() != "enabled":
@@ -834,17 +674,17 @@ class NftTable(object):
 
     def op_remove(self):
         changed = False
-        armed = self.read_json("armed.json")
+        armed = self.state.read_json("armed.json")
         if armed:
             changed = True
             if not self.check:
-                self.do_disarm(armed)
+                self.rollback.disarm(armed)
         current = self.current_listing()
         self.result.update({"sha256_before": listing_sha256(current), "present_before": current is not None})
         if current is not None:
             changed = True
             if not self.check:
-                self.run([self.nft, "delete", "table", "inet", "hostfw"])
+                self.run([self.nft, "delete", "table", TABLE_FAMILY, TABLE_NAME])
         systemctl = self.module.get_bin_path("systemctl")
         unit_path = self.p["unit_path"]
         if os.path.exists(unit_path):
@@ -853,18 +693,14 @@ class NftTable(object):
                 if systemctl:
                     self.run([systemctl, "disable", UNIT_NAME], check_rc=False)
                 os.unlink(unit_path)
-                if systemctl and self.systemd_running():
+                if systemctl and self.rollback.systemd_running():
                     self.run([systemctl, "daemon-reload"], check_rc=False)
         if os.path.exists(self.p["persist_path"]):
             changed = True
             if not self.check:
                 os.unlink(self.p["persist_path"])
         if not self.check:
-            for name in ("candidate.nft", "snapshot.nft", "stage.json", "confirmed.json"):
-                try:
-                    os.unlink(self.path(name))
-                except OSError:
-                    pass
+            self.state.remove("candidate.nft", "snapshot.nft", "stage.json", "confirmed.json")
         self.result["changed"] = changed
 
     def op_inspect(self):
@@ -872,28 +708,17 @@ class NftTable(object):
         try:
             data = json.loads(out or "{}")
         except ValueError as exc:
-            raise HostfwError("cannot parse nft -j list ruleset: %s" % exc)
-        inbound = self.p["failsafe_inbound"]
-        outbound = self.p["failsafe_outbound"]
-        tables, findings = inspect_ruleset(
-            data,
-            DEFAULT_FAILSAFE_INBOUND if inbound is None else inbound,
-            DEFAULT_FAILSAFE_OUTBOUND if outbound is None else outbound,
-        )
-        current = self.current_listing()
-        cur_sha = listing_sha256(current)
+            raise NftTableError("cannot parse nft -j list ruleset: %s" % exc)
+        tables, findings = inspect_ruleset(data, self.p["failsafe_inbound"], self.p["failsafe_outbound"])
+        self.set_listing_result(self.current_listing())
         rc, version, err = self.run([self.nft, "--version"], check_rc=False)
         self.result.update({
             "tables": tables,
             "findings": findings,
-            "sha256_before": cur_sha,
-            "sha256_after": cur_sha,
-            "present_before": current is not None,
             "ssh_connection": self.find_ssh_connection(),
             "nft_version": version.strip(),
         })
-        armed = self.read_json("armed.json")
-        self.result["armed"] = self.rollback_info(armed)[0]
+        self.result["armed"] = self.armed_now()[1]
         for finding in findings:
             self.module.warn("hostfw: another table may block failsafe traffic: %s" % finding["reason"])
 
@@ -933,7 +758,8 @@ def main():
             failsafe_outbound=dict(type="list", elements="dict"),
             lock_timeout=dict(type="int", default=60),
         ),
-        required_if=[("state", "stage", ["content"]), ("state", "confirm", ["sha256"])],
+        required_if=[("state", "stage", ["content"]), ("state", "confirm", ["sha256"]),
+                     ("state", "inspect", ["failsafe_inbound", "failsafe_outbound"])],
         supports_check_mode=True,
     )
     table = NftTable(module)
@@ -952,7 +778,7 @@ def main():
             "remove": table.op_remove,
             "inspect": table.op_inspect,
         }[state]()
-    except HostfwError as exc:
+    except NftTableError as exc:
         result = dict(table.result)
         result.update(exc.extra)
         module.fail_json(msg=exc.msg, **result)

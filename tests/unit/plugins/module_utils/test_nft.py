@@ -1,11 +1,15 @@
-"""Unit tests for the pure parts of hostfw.nftables.nft_table (plugins/module_utils/_nft.py)."""
+"""Unit tests of the target-side helpers of hostfw.nftables.nft_table (plugins/module_utils/)."""
 
 import hashlib
 import json
 import subprocess
 import sys
 
-from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
+from ansible_collections.hostfw.nftables.plugins.module_utils import _nft, _nft_inspect, _nft_rollback
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import felix
+
+INBOUND = [{"protocol": e.protocol, "port": e.port} for e in felix.DEFAULT_FAILSAFE_INBOUND]
+OUTBOUND = [{"protocol": e.protocol, "port": e.port} for e in felix.DEFAULT_FAILSAFE_OUTBOUND]
 
 LISTING = ("table inet hostfw {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n"
            "\t\ttcp dport 22 accept\n\t}\n}\n")
@@ -76,9 +80,9 @@ def test_unit_loads_only_our_file():
 
 
 def test_rollback_program_compiles_and_respects_disarm(tmp_path):
-    compile(_nft.ROLLBACK_PROGRAM, "rollback.py", "exec")
+    compile(_nft_rollback.ROLLBACK_PROGRAM, "rollback.py", "exec")
     prog = tmp_path / "rollback.py"
-    prog.write_text(_nft.ROLLBACK_PROGRAM)
+    prog.write_text(_nft_rollback.ROLLBACK_PROGRAM)
     fake_nft = tmp_path / "nft"
     fake_nft.write_text("#!/bin/sh\necho \"$@\" >> %s/calls\n" % tmp_path)
     fake_nft.chmod(0o755)
@@ -139,7 +143,7 @@ SAMPLE = {"nftables": [
 
 
 def test_inspect_foreign_tables():
-    tables, findings = _nft.inspect_ruleset(SAMPLE)
+    tables, findings = _nft_inspect.inspect_ruleset(SAMPLE, INBOUND, OUTBOUND)
     assert tables == ["ip filter", "ip kube-proxy", "inet hostfw", "ip strict"]
     by = {(f["table"], f["chain"], f["via"], f["handle"]): f for f in findings}
     # Docker's FORWARD policy drop and DOCKER drop: forward hook, not host traffic -> not reported
@@ -151,22 +155,12 @@ def test_inspect_foreign_tables():
     assert kube["ports"] == ["TCP 6443"] and kube["hook"] == "input" and kube["comment"] == "blocks 6443"
     assert ("ip kube-proxy", "filter-input", "firewall-check", 21) not in by
     # output policy drop reports every outbound failsafe; the udp drop only the UDP ones
-    assert len(by[("ip strict", "out", "out", None)]["ports"]) == len(_nft.DEFAULT_FAILSAFE_OUTBOUND)
+    assert len(by[("ip strict", "out", "out", None)]["ports"]) == len(OUTBOUND)
     assert by[("ip strict", "out", "out", 30)]["ports"] == ["UDP 53", "UDP 67"]
 
 
 def test_inspect_custom_failsafes_and_empty():
-    tables, findings = _nft.inspect_ruleset(SAMPLE, failsafe_inbound=[{"protocol": "tcp", "port": 22}],
+    tables, findings = _nft_inspect.inspect_ruleset(SAMPLE, failsafe_inbound=[{"protocol": "tcp", "port": 22}],
                                             failsafe_outbound=[])
     assert findings == []
-    assert _nft.inspect_ruleset({}) == ([], [])
-
-
-def test_target_side_failsafe_defaults_match_the_compiler():
-    """module_utils (target side) cannot import the controller core: keep its copy of the
-    "Protect hosts" failsafe defaults equal to the compiler's."""
-    from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
-    from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
-    for target, core in ((_nft.DEFAULT_FAILSAFE_INBOUND, api.DEFAULT_FAILSAFE_INBOUND),
-                         (_nft.DEFAULT_FAILSAFE_OUTBOUND, api.DEFAULT_FAILSAFE_OUTBOUND)):
-        assert [(e["protocol"], e["port"]) for e in target] == [(e.protocol, e.port) for e in core]
+    assert _nft_inspect.inspect_ruleset({}, INBOUND, OUTBOUND) == ([], [])
