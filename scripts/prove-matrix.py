@@ -20,7 +20,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(ROOT, "tests", "dataplane"))
+sys.path.insert(0, os.path.join(ROOT, "tools", "netlab"))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 import netlab  # noqa: E402

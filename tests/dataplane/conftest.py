@@ -11,8 +11,11 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if HERE not in sys.path:  # `import netlab` also works under --import-mode=importlib
-    sys.path.insert(0, HERE)
+# the network lab (tools/netlab/, shared with scripts/prove-matrix.py) and tests/worlds.py
+for _path in (os.path.join(HERE, "..", "..", "tools", "netlab"), os.path.join(HERE, "..")):
+    _path = os.path.abspath(_path)
+    if _path not in sys.path:  # `import netlab` also works under --import-mode=importlib
+        sys.path.insert(0, _path)
 
 import netlab  # noqa: E402  pylint: disable=wrong-import-position
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import netlab
 from netlab import Flow, Lab, LabError
 
 pytestmark = pytest.mark.dataplane
@@ -498,10 +499,11 @@ def test_stale_namespaces_of_dead_processes_are_removed(netlab_available):  # py
 def test_missing_requirements_skip_locally_but_fail_under_ci(tmp_path):
     """Run this directory's conftest in a child pytest where the lab is reported unavailable."""
     here = os.path.dirname(os.path.abspath(__file__))
+    lab_dir = os.path.dirname(os.path.abspath(netlab.__file__))
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     (tmp_path / "conftest.py").write_text(
         "import sys\nsys.path.insert(0, %r)\nimport netlab\n"
-        "netlab.missing_requirements = lambda: ['not running as root (simulated)']\n" % here)
+        "netlab.missing_requirements = lambda: ['not running as root (simulated)']\n" % lab_dir)
     sub = tmp_path / "dataplane"
     sub.mkdir()
     with open(os.path.join(here, "conftest.py"), encoding="utf-8") as fh:
