@@ -448,7 +448,13 @@ class NftTable(object):
             return True
         if self.p["timeout"] < 1:
             raise NftTableError("timeout must be at least 1 second")
-        record = self.rollback.arm(stage, self.p["timeout"], self.p["rollback_method"])
+        snapshot = self.state.path("snapshot.nft")
+        if not os.path.isfile(snapshot):
+            raise NftTableError("the staged snapshot %s is missing: stage again (state=stage) before arming" % snapshot)
+        try:
+            record = self.rollback.arm(stage, self.p["timeout"], self.p["rollback_method"])
+        except (IOError, OSError) as exc:
+            raise NftTableError("cannot arm the rollback in %s: %s" % (self.state.root, exc))
         self.result["armed"] = True
         self.result["rollback"] = self.rollback.describe(record, True, None)
         return True
@@ -644,7 +650,10 @@ class NftTable(object):
             changed = True
             diffs.append({"before": old or "", "after": text, "before_header": path, "after_header": path})
             if not self.check:
-                StateDir.write_atomic(path, text, 0o600)
+                try:
+                    StateDir.write_atomic(path, text, 0o600)
+                except (IOError, OSError) as exc:
+                    raise NftTableError("cannot write the persisted table %s: %s" % (path, exc))
                 self.nft_check_file(path, "persisted file")
         unit_text = render_unit(self.nft, path)
         unit_path = self.p["unit_path"]
@@ -654,7 +663,10 @@ class NftTable(object):
             diffs.append({"before": old_unit or "", "after": unit_text, "before_header": unit_path,
                           "after_header": unit_path})
             if not self.check:
-                StateDir.write_atomic(unit_path, unit_text, 0o644)
+                try:
+                    StateDir.write_atomic(unit_path, unit_text, 0o644)
+                except (IOError, OSError) as exc:
+                    raise NftTableError("cannot write the boot unit %s: %s" % (unit_path, exc))
         systemctl = self.module.get_bin_path("systemctl")
         if systemctl:
             if self.rollback.systemd_running() and old_unit != unit_text and not self.check:
