@@ -3,7 +3,7 @@
 #   make demo    the end-to-end demo (scripts/demo.sh)
 #   make test    every test stage in order (scripts/test.sh); CI runs exactly this
 #
-# Individual stages: test-unit test-dataplane test-molecule test-sanity test-units test-lint test-build
+# Individual stages: test-unit test-dataplane test-molecule test-sanity test-ansible-units test-lint test-build
 # Helpers: venv lint sanity changelog bench clean
 #
 # Stages that need root, nft or podman skip with a reason outside CI and FAIL when CI=true.
@@ -18,7 +18,7 @@ LINK        := .collections/ansible_collections/hostfw/nftables
 .DEFAULT_GOAL := help
 
 .PHONY: help venv collections-link test test-unit test-dataplane test-molecule test-sanity \
-        test-units test-lint test-build demo bench lint sanity changelog clean
+        test-ansible-units test-lint test-build demo bench lint sanity changelog clean
 
 help:
 	@sed -n 's/^#   //p;s/^# Individual/Individual/p;s/^# Helpers/Helpers/p' $(firstword $(MAKEFILE_LIST))
@@ -46,23 +46,15 @@ collections-link:
 test: venv
 	scripts/test.sh
 
-test-unit test-dataplane test-molecule test-sanity test-units test-lint test-build: venv
+test-unit test-dataplane test-molecule test-sanity test-ansible-units test-lint test-build: venv
 	scripts/test.sh $(patsubst test-%,%,$@)
 
 # --- other entry points ----------------------------------------------------------------------
 demo: venv
-	@if [ -f scripts/demo.sh ]; then \
-	    PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh; \
-	else \
-	    echo "make demo: scripts/demo.sh does not exist yet (nothing to demo)"; exit 1; \
-	fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh
 
 bench: venv
-	@if [ -f scripts/bench.sh ]; then \
-	    PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh; \
-	else \
-	    echo "make bench: scripts/bench.sh does not exist yet; skipping"; \
-	fi
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/bench.sh
 
 lint: test-lint
 

@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark workloads for hostfw.nftables (issue 6).
+"""Benchmark workloads for hostfw.nftables.
 
 The *fleet* workload of N hosts and P policies:
 

@@ -2,7 +2,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""hostfw.nftables benchmark (issue 6): render time against hosts, against Aerleon.
+"""hostfw.nftables benchmark: render time against hosts, against Aerleon.
 
 For every size (N hosts, P policies) of the fleet workload (bench/generate.py):
 
@@ -496,7 +496,7 @@ def table(runs):
 
 
 def summarise(runs, wide_res, main_policies):
-    """Throughput, ratio, linear fit and the targets of issue 6."""
+    """Throughput, ratio, linear fit and the targets."""
     def pick(tool_name, variant):
         return {r["hosts"]: r for r in runs if r["tool"] == tool_name and r["variant"] == variant and r["ok"]
                 and r["policies"] == main_policies}
@@ -602,7 +602,7 @@ def summary_text(summary, wide_res):
                             "; ERROR: " + ld["error"] if ld["error"] else ""))
         elif wide_res.get("load_skipped"):
             lines.append("  " + wide_res["load_skipped"])
-    lines += ["", "Targets (issue 6):", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
+    lines += ["", "Targets:", "", "| target | wanted | measured | met |", "|---|---|---|---|"]
     for t in summary["targets"]:
         lines.append("| %s | %s | %s | %s |" % (t["target"], t["wanted"], t["measured"], "yes" if t["met"] else "NO"))
     return "\n".join(lines)
@@ -806,8 +806,10 @@ def main(argv=None) -> int:
         f.write(header + text + "\n")
     result = {"started": started.isoformat(), "finished": finished.isoformat(), "command": command,
               "environment": env_start, "load_average_end": os.getloadavg()[0], "sizes": sizes, "runs": runs, "wide": wide_res, "notes": notes,
-              "plot": None if plot_note else png}
+              "plot": None if plot_note else os.path.basename(png)}
     result.update(summary)
+    # no paths of this machine in committed results: logs were in a temporary directory
+    result["runs"] = [dict(r, log=os.path.basename(r["log"])) if r.get("log") else r for r in runs]
     with open(os.path.join(args.results, "results.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, sort_keys=True, default=str)
         f.write("\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: the benchmark of issue 6 (bench/README.md).
+# make bench: the render benchmark (bench/README.md).
 #
 #   scripts/bench.sh [bench/run.py options]        e.g. BENCH_SIZES=100,1000 scripts/bench.sh
 #

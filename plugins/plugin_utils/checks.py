@@ -497,7 +497,7 @@ def loose_cidr(c: Scope, value: Any, path: str) -> Any:
 
 
 def strict_cidr(c: Scope, value: Any, path: str) -> Any:
-    """Rule nets: a strictly masked CIDR or a bare IP (calico-semantics 1.8, validator tag ``net``:
+    """Rule nets: a strictly masked CIDR or a bare IP (docs/semantics.md §1.8, validator tag ``net``:
     ``10.0.0.0/24`` and ``10.0.0.1`` are accepted, ``10.0.0.1/24`` is rejected).
     Returns (network, version); a bare IP becomes a /32 or /128."""
     s = string(c, value, path)

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The evaluator: Calico's verdict, with its reason, for one packet on one host.
 
-It interprets a :class:`~model.HostPlan` the way Felix's chains do (calico-semantics 3.4, 4.4,
+It interprets a :class:`~model.HostPlan` the way Felix's chains do (docs/semantics.md §3.4, §4.4,
 4.5, 5.3, 6): raw (doNotTrack) -> mangle (preDNAT) -> filter (normal, applyOnForward), with
 conntrack, failsafes, tiers with Pass and default actions, profiles and the final drop.  It is
 used for the policy matrix, for the failsafe and management-access proofs of the rollout, and as

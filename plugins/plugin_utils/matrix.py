@@ -8,7 +8,7 @@ expectedIPs; columns are the probes.  A cell is the first packet of a new connec
 source's first address to the destination's first expectedIP of the same family: ``ingress`` is
 the destination host's verdict, ``egress`` the source host's own egress verdict when the source
 is a HostEndpoint (else None), and ``verdict`` is allow only if every stage allows.
-Schema: design.md "matrix.json".
+Schema: README "Render: tables and the policy matrix".
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@
 """The policy model of one inventory: indexes built once, per-host plans built on demand.
 
 ``Model(world, inventory)`` indexes every endpoint and network set once.  ``Model.host_plan(host)``
-resolves one host: which HostEndpoint governs which interface (calico-semantics 4.2), and for each
+resolves one host: which HostEndpoint governs which interface (docs/semantics.md §4.2), and for each
 of them the ordered tiers and policies per class (untracked, pre-DNAT, normal, forward) and
-direction (3.3), plus profiles.  Rules are compiled once per policy and direction into
-:class:`Match` variants per IP family (4.9) whose address sets are shared objects keyed by the
-canonical selector (2.4).  The evaluator interprets plans; the renderer prints them.
+direction (§3.3), plus profiles.  Rules are compiled once per policy and direction into
+:class:`Match` variants per IP family (§4.9) whose address sets are shared objects keyed by the
+canonical selector (§2.4).  The evaluator interprets plans; the renderer prints them.
 
 Cost: selectors are evaluated once per distinct label set, not per endpoint; plans and compiled
 rules are cached, so hosts with the same labels and policies share all compiled work.
@@ -323,7 +323,7 @@ class Model:
 
     def _scope_groups(self, entity: api.EntityRule, sel=None):
         """The addressable groups a rule selector ``sel`` of ``entity`` is evaluated against
-        (2.5), in a stable order.  When ``sel`` requires a label value, only the groups that
+        (§2.5), in a stable order.  When ``sel`` requires a label value, only the groups that
         carry it are returned (the others cannot match)."""
         groups = self._groups
         required = getattr(sel, "required", None)
@@ -386,7 +386,7 @@ class Model:
 
     def named_port_ref(self, family: int, entity: api.EntityRule, port_name: str, protocol: Optional[int]) -> NamedPortRef:
         """(ip, proto, port) triples for ``port_name`` on endpoints in scope that match the
-        same-direction selector (4.8)."""
+        same-direction selector (§4.8)."""
         sel = entity.selector
         scope_key = ("g" if entity.global_scope else
                      ("n", entity.namespace_selector.canonical) if entity.namespace_selector is not None else "a")
@@ -446,7 +446,7 @@ class Model:
         return self.compiled_rules("profile", "profile " + profile.name, rules, direction, ("profile", profile.name))
 
     def _variants(self, rule: api.Rule) -> Tuple[Match, ...]:
-        """Per-family variants of a rule (4.9); one family-less variant when nothing in the
+        """Per-family variants of a rule (§4.9); one family-less variant when nothing in the
         rule is family-specific."""
         families = []
         for fam in (4, 6):
@@ -608,8 +608,8 @@ class Model:
             return any(name.startswith(p) for p in felix.interface_prefixes)
 
         def ignored(name: str) -> bool:
-            """interfaceExclude (names or /regex/): never a named host endpoint's interface (4.1);
-            the "*" endpoint still covers it (4.2)."""
+            """interfaceExclude (names or /regex/): never a named host endpoint's interface (§4.1);
+            the "*" endpoint still covers it (§4.2)."""
             for item in felix.interface_exclude:
                 if len(item) > 1 and item.startswith("/") and item.endswith("/"):
                     if re.search(item[1:-1], name):

@@ -4,8 +4,7 @@
 """nftables rendering: a :class:`~model.HostPlan` -> the text of ``table inet hostfw``.
 
 The plan is first turned into a small intermediate form (:class:`Table`: named sets and chains
-of ``(expression, comment)`` rules), which a Jinja2 template prints.  Layout (calico-semantics 7,
-design.md "Rendering principles"):
+of ``(expression, comment)`` rules), which a Jinja2 template prints.  Layout (docs/semantics.md §7):
 
 * base chains ``raw-prerouting``/``raw-output`` (priority raw: clear our mark bits, doNotTrack
   dispatch), ``mangle-prerouting`` (priority mangle: preDNAT dispatch), ``filter-input``,

@@ -4,7 +4,7 @@
 """Calico v3 label selectors: parse, canonical form, evaluation.
 
 This is a pure module (it imports nothing from Ansible).  It reproduces the selector language of
-Calico's ``libcalico-go/lib/selector`` as specified in ``calico-semantics.md`` section 2:
+Calico's ``libcalico-go/lib/selector`` as ``docs/semantics.md`` §2 describes it:
 
 * blanks between tokens are only space and TAB; any other character outside a string literal
   (newline and carriage return included) is an error;

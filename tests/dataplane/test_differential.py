@@ -68,7 +68,7 @@ PODS = [wep("web", "prod", ["10.20.0.5/32", "fd20::5/128"], {"app": "web"}),
         wep("db", "prod", ["10.20.0.6/32"], {"app": "db"})]
 
 
-# -- calico-semantics 9.4, on the wire ---------------------------------------------------------------
+# -- docs/semantics.md §9.4, on the wire ---------------------------------------------------------------
 
 def test_v1_bare_host_endpoint_default_deny_and_failsafes():
     dw, flows, results = check_world([hep("h1", "n1", H1), hep("h2", "n2", H2)] + PODS)

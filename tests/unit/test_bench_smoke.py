@@ -133,6 +133,6 @@ def test_report_reprints_the_tables_of_a_results_file(bench, tmp_path):
                           text=True, check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "table.md").read_text(encoding="utf-8")
-    assert text.startswith("Measured ") and "Targets (issue 6):" in text
+    assert text.startswith("Measured ") and "Targets:" in text
     assert "| hostfw | manifest | %d | %d |" % (HOSTS, POLICIES) in text
     assert proc.stdout.strip() in text

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Tests of plugins/plugin_utils/selector.py against calico-semantics.md section 2.
+"""Tests of plugins/plugin_utils/selector.py against docs/semantics.md §2.
 
 The tables encode Calico's behaviour (parser_test.go / tokenizer_test.go cases plus our own).  The
 property tests compare the module with two independent oracles written here: a generator that

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Calico's behaviour, vector by vector (calico-semantics 9.4 and the sections it derives from).
+"""Calico's behaviour, vector by vector (docs/semantics.md §9.4 and the sections it derives from).
 
 Every test builds real Calico v3 documents, compiles them with the production pipeline and asks
 the evaluator for a verdict and its reason.
@@ -100,7 +100,7 @@ def test_v1_failsafe_defaults_are_the_protect_hosts_lists():
     for port in (22, 179, 2379, 2380, 6443, 6666, 6667):
         assert w.inbound(TCP, port).allowed, port
     assert w.inbound(UDP, 68).allowed
-    assert not w.inbound(TCP, 5473).allowed  # Typha: not in the "Protect hosts" list (design.md)
+    assert not w.inbound(TCP, 5473).allowed  # Typha: not in the "Protect hosts" list (hostfw's default)
     for port in (179, 2379, 2380, 6443, 6666, 6667):
         assert w.outbound(TCP, port).allowed, port
     assert w.outbound(UDP, 67).allowed
@@ -391,7 +391,7 @@ def test_failsafe_proof_and_protected_ports():
 
 
 def test_rule_nets_accept_a_bare_address():
-    """calico-semantics 1.8: rule nets take a strictly masked CIDR or a bare IP (a /32 or /128)."""
+    """docs/semantics.md §1.8: rule nets take a strictly masked CIDR or a bare IP (a /32 or /128)."""
     w = World(hep("h1"), gnp("one", ingress=[allow_rule(source={"nets": ["10.1.1.1"]}),
                                              allow_rule(source={"nets": ["fd00::77"]})]))
     assert w.inbound(TCP, 80, src="10.1.1.1").reason == "tier default policy one ingress rule 0 (Allow)"
@@ -400,7 +400,7 @@ def test_rule_nets_accept_a_bare_address():
 
 
 def test_workload_to_host_icmpv6_allowance():
-    """calico-semantics 6: MLD and neighbour discovery from local workloads pass before
+    """docs/semantics.md §6: MLD and neighbour discovery from local workloads pass before
     DefaultEndpointToHostAction (Drop by default); echo requests do not."""
     w = World(hep("all", iface="*"))
     for icmp_type in (130, 131, 132, 133, 135, 136):
