@@ -308,9 +308,17 @@ class Evaluator:
         if v is not None:
             return v
         if workload:
+            # Felix's cali-wl-to-host: the ICMPv6 allowance, then the workload's own chain (whose
+            # conntrack rules accept replies, e.g. of the host's connections to its pods, and drop
+            # invalid packets), then DefaultEndpointToHostAction (§6).
             if pkt.protocol == 58 and pkt.icmp_type in api.WORKLOAD_ICMPV6_TYPES:
                 return Verdict(ALLOW, "workload to host: ICMPv6 type %d (MLD or neighbour discovery) is always "
                                "allowed" % pkt.icmp_type, trace)
+            if ct in (ESTABLISHED, RELATED):
+                return Verdict(ALLOW, "workload to host: established connection (the workload's conntrack rules "
+                               "come before defaultEndpointToHostAction)", trace)
+            if ct == INVALID and not plan.felix.disable_conntrack_invalid_check:
+                return Verdict(DENY, "workload to host: conntrack state invalid", trace)
             action = plan.felix.default_endpoint_to_host_action
             verdict = DENY if action == "Drop" else ALLOW
             return Verdict(verdict, "workload to host: defaultEndpointToHostAction %s" % action, trace)

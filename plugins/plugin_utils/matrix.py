@@ -18,11 +18,12 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ALLOW, DENY, Evaluator, Packet
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ALLOW, DENY, ESTABLISHED, Evaluator, Packet
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import WILDCARD, HostPlan, Model
 
 PROBE_SPORT = 43210
 ECHO_REQUEST = {4: 8, 6: 128}
+ECHO_REPLY = {4: 0, 6: 129}
 
 
 def first_address(net: str) -> str:
@@ -159,9 +160,47 @@ class MatrixBuilder:
                     if c is not None:
                         cells.append(c)
         all_eps = {e.name: e for e in sources}
-        return {"probes": [dict(p) for p in probes],
-                "endpoints": [e.as_dict() for e in sorted(all_eps.values(), key=lambda e: e.name)],
-                "cells": cells}
+        out = {"probes": [dict(p) for p in probes],
+               "endpoints": [e.as_dict() for e in sorted(all_eps.values(), key=lambda e: e.name)],
+               "cells": cells}
+        local = self.local(probes)
+        if local:
+            out["local"] = local
+        return out
+
+    def local(self, probes: Sequence[Dict]) -> List[Dict]:
+        """Each host to its own workloads (WorkloadEndpoints whose spec.node is the host's node):
+        the first packet leaves through the workload's interface, the workload's reply comes back
+        established (Felix: always allowed, with any HostEndpoint and defaultEndpointToHostAction)."""
+        out = []
+        for node in sorted(self.model.workloads_by_node):
+            plan = self.plan_of_node(node)
+            if plan is None:
+                continue
+            # the host's own address: its first expectedIP of the family, else a documentation address
+            host_ip = {4: "192.0.2.2", 6: "2001:db8::2"}
+            for ip in reversed([ip for hep in self.model.heps_by_node.get(node, ()) for ip in hep.expected_ips]):
+                host_ip[family_of(ip)] = ip
+            for wep in self.model.workloads_by_node[node]:
+                if not wep.ip_networks:
+                    continue
+                pod_ip = first_address(wep.ip_networks[0])
+                iface = wep.interface_name or (plan.felix.interface_prefixes[0] + "0")
+                for probe in probes:
+                    if probe["protocol"] == "ICMP" and family_of(pod_ip) == 6 or \
+                            probe["protocol"] == "ICMPv6" and family_of(pod_ip) == 4:
+                        continue
+                    pkt = probe_packet(host_ip[family_of(pod_ip)], pod_ip, probe)
+                    out_v = self.evaluator.output(plan, iface, pkt)
+                    reply = Packet(pkt.dst, pkt.src, pkt.protocol, sport=pkt.dport, dport=pkt.sport,
+                                   icmp_type=ECHO_REPLY[family_of(pod_ip)] if pkt.icmp_type is not None else None,
+                                   icmp_code=0 if pkt.icmp_type is not None else None)
+                    back = self.evaluator.input(plan, iface, reply, ct=ESTABLISHED)
+                    verdict = ALLOW if out_v.allowed and back.allowed else DENY
+                    out.append({"node": node, "workload": "%s/%s" % (wep.namespace, wep.name),
+                                "protocol": probe["protocol"], "port": probe.get("port"), "verdict": verdict,
+                                "reason": "%s; reply: %s" % (out_v.reason, back.reason)})
+        return out
 
 
 def to_markdown(matrix: Dict) -> str:
@@ -192,4 +231,11 @@ def to_markdown(matrix: Dict) -> str:
     lines.append("")
     for text, n in sorted(reasons.items(), key=lambda kv: kv[1]):
         lines.append("%d. %s" % (n, text))
+    local = matrix.get("local") or []
+    if local:
+        lines += ["", "## Hosts to their own workloads", "",
+                  "| node | workload | probe | verdict | reason |", "|---|---|---|---|---|"]
+        for c in local:
+            lines.append("| %s | %s | %s | %s | %s |" % (c["node"], c["workload"], probe_label(c),
+                                                       "allow" if c["verdict"] == ALLOW else "DENY", c["reason"]))
     return "\n".join(lines) + "\n"

@@ -169,6 +169,9 @@ class HostPlan:
     endpoints: Tuple[EndpointPlan, ...]  # named interfaces sorted by name, then the "*" endpoint
     felix: FelixConfig
     warnings: List[str] = field(default_factory=list)
+    # WorkloadEndpoints whose spec.node is this host's node (sorted by namespace/name): their traffic
+    # to the host takes Felix's workload-to-host path, with or without a HostEndpoint (§6)
+    workloads: Tuple[api.WorkloadEndpoint, ...] = ()
 
     @property
     def wildcard(self) -> Optional[EndpointPlan]:
@@ -241,6 +244,10 @@ class Model:
         self.heps_by_node: Dict[str, List[api.HostEndpoint]] = {}
         for hep in sorted(world.host_endpoints.values(), key=lambda h: h.name):
             self.heps_by_node.setdefault(hep.node, []).append(hep)
+        self.workloads_by_node: Dict[str, List[api.WorkloadEndpoint]] = {}
+        for (_ns, _name), wep in sorted(world.workload_endpoints.items()):
+            if wep.node:
+                self.workloads_by_node.setdefault(wep.node, []).append(wep)
 
         self._labels_cache: Dict[Tuple, Dict[str, str]] = {}
         self._addressables = self._index_addressables()
@@ -596,10 +603,12 @@ class Model:
         return out
 
     def host_plan(self, host: str) -> Optional[HostPlan]:
-        """The plan of one inventory host, or None when it has no HostEndpoint."""
+        """The plan of one inventory host, or None when it has neither a HostEndpoint nor a local
+        workload (a WorkloadEndpoint whose spec.node is the host's node)."""
         node = self.node_of(host)
-        heps = self.heps_by_node.get(node)
-        if not heps:
+        heps = self.heps_by_node.get(node) or []
+        workloads = tuple(self.workloads_by_node.get(node, ()))
+        if not heps and not workloads:
             return None
         felix = for_node(self.world.felix_configurations, node)
         warnings: List[str] = []
@@ -665,4 +674,4 @@ class Model:
                 warnings.append("doNotTrack policies selecting the all-interfaces HostEndpoint %s are ignored, "
                                 "as in Calico" % wildcards[0].name)
             endpoints.append(ep)
-        return HostPlan(host, node, tuple(endpoints), felix, warnings)
+        return HostPlan(host, node, tuple(endpoints), felix, warnings, workloads)

@@ -752,9 +752,16 @@ class _HostRenderer:
         inp = NftChain("filter-input", "type filter hook input priority filter; policy accept;")
         action = {"Drop": "drop", "Accept": "accept", "Return": "return"}[plan.felix.default_endpoint_to_host_action]
         for p in prefixes:
+            # Felix's cali-wl-to-host: the ICMPv6 allowance, the workload chain's conntrack rules
+            # (replies to the host's own connections to its pods are accepted here), then the action.
             inp.add('iifname "%s*" meta l4proto icmpv6 icmpv6 type { %s } accept'
                     % (p, ", ".join(str(t) for t in api.WORKLOAD_ICMPV6_TYPES)),
                     "workload to host: MLD and neighbour discovery, as Felix")
+            inp.add('iifname "%s*" ct state established,related accept' % p,
+                    "workload to host: established or related connection")
+            if not self.felix.disable_conntrack_invalid_check:
+                inp.add('iifname "%s*" ct state invalid %s' % (p, self._deny(MODE_FILTER, counter=False)),
+                        "workload to host: conntrack state invalid")
             inp.add('iifname "%s*" %s' % (p, "counter " + action if action == "drop" else action),
                     "workload to host: defaultEndpointToHostAction %s" % plan.felix.default_endpoint_to_host_action)
         if has_raw[INGRESS] or has_pre:
@@ -794,6 +801,10 @@ class _HostRenderer:
         self._dispatch(post, "oif", NORMAL, EGRESS, "goto", mode=MODE_POST if self.reject else None)
         base.append(post)
 
+        if not eps:
+            # A host with local workloads and no HostEndpoint: Felix polices only the workloads'
+            # traffic to the host (§6); nothing else is touched.
+            return [], [inp], self._summary()
         chains = base + [din, dout] + self.endpoint_chains + list(self.profile_chains.values()) \
             + list(self.policy_chains.values())
         sets = [self.sets[k] for k in sorted(self.sets)]
@@ -802,6 +813,12 @@ class _HostRenderer:
 
     def _summary(self) -> List[str]:
         lines = []
+        if self.plan.workloads:
+            lines.append("local workloads (traffic to this host: defaultEndpointToHostAction %s): %s"
+                         % (self.felix.default_endpoint_to_host_action,
+                            ", ".join("%s/%s" % (w.namespace, w.name) for w in self.plan.workloads)))
+        if not self.plan.endpoints:
+            lines.append("no HostEndpoint: only the local workloads' traffic to the host is policed")
         for ep in self.plan.endpoints:
             where = ep.iface if ep.iface != WILDCARD else "* (all interfaces, including lo)"
             lines.append("endpoint %s on %s" % (ep.hep.name, where))
@@ -810,8 +827,9 @@ class _HostRenderer:
                 lines.append("  %s %s: %s" % (cls, direction, pols))
             if ep.profiles:
                 lines.append("  profiles: %s" % ", ".join(p.name for p in ep.profiles))
-        fin = ",".join(str(e) for e in self.felix.failsafe_inbound) or "none"
-        fout = ",".join(str(e) for e in self.felix.failsafe_outbound) or "none"
-        lines.append("failsafe inbound: %s" % fin)
-        lines.append("failsafe outbound: %s" % fout)
+        if self.plan.endpoints:
+            fin = ",".join(str(e) for e in self.felix.failsafe_inbound) or "none"
+            fout = ",".join(str(e) for e in self.felix.failsafe_outbound) or "none"
+            lines.append("failsafe inbound: %s" % fin)
+            lines.append("failsafe outbound: %s" % fout)
         return lines

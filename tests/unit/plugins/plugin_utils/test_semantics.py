@@ -420,3 +420,61 @@ def test_interface_exclude_keeps_named_endpoints_off_but_wildcard_on():
               gnp("allow-x", selector="x == 'y'", ingress=[allow_rule()]),
               felix(interfaceExclude="kube-ipvs0,/^dummy[0-9]+$/"))
     assert [ep.hep.name for ep in w.plan().endpoints] == ["all"]
+
+
+# -- host and local workloads (§4.3, §6) ------------------------------------------------------------
+
+def wep(name, node="node1", iface="cali0000000001", ip="10.65.0.5/32", namespace="prod"):
+    return {"apiVersion": "projectcalico.org/v3", "kind": "WorkloadEndpoint",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"node": node, "interfaceName": iface, "ipNetworks": [ip]}}
+
+
+@pytest.mark.parametrize("action", ["Drop", "Accept", "Return"])
+@pytest.mark.parametrize("endpoint", ["*", "eth0"])
+def test_host_to_own_pod_is_allowed_both_ways_under_every_endpoint_to_host_action(action, endpoint):
+    """Felix's expectHostToOwnPodTraffic: the host's connection to its pod leaves through the
+    workload interface (never policed) and the pod's reply is accepted by the workload chain's
+    conntrack rules before DefaultEndpointToHostAction."""
+    w = World(hep("h1", iface=endpoint), gnp("deny-all", ingress=[{"action": "Deny"}], egress=[{"action": "Deny"}]),
+              wep("pod1"), felix(defaultEndpointToHostAction=action))
+    out = w.outbound(TCP, 8080, dst="10.65.0.5", iface="cali0000000001")
+    assert (out.verdict, out.reason) == ("allow", "host to local workload (always allowed)")
+    back = w.inbound(TCP, src="10.65.0.5", dst=HOST_IP, iface="cali0000000001", ct=ESTABLISHED)
+    assert back.allowed and back.reason.startswith("workload to host: established connection")
+    first = w.inbound(TCP, 8080, src="10.65.0.5", dst=HOST_IP, iface="cali0000000001")
+    assert first.allowed == (action != "Drop")
+    assert first.reason == "workload to host: defaultEndpointToHostAction %s" % action
+
+
+def test_workload_to_host_invalid_is_dropped_unless_the_check_is_off():
+    w = World(hep("h1"), wep("pod1"), felix(defaultEndpointToHostAction="Accept"))
+    v = w.inbound(TCP, 80, src="10.65.0.5", iface="cali0000000001", ct=INVALID)
+    assert (v.verdict, v.reason) == ("deny", "workload to host: conntrack state invalid")
+    w = World(hep("h1"), wep("pod1"), felix(defaultEndpointToHostAction="Accept", disableConntrackInvalidCheck=True))
+    assert w.inbound(TCP, 80, src="10.65.0.5", iface="cali0000000001", ct=INVALID).allowed
+
+
+def test_host_with_local_workloads_and_no_host_endpoint_gets_a_workload_to_host_table():
+    w = World(hep("h2", node="node2"), wep("pod1", node="node1"))
+    plan = w.plan("node1")
+    assert plan.endpoints == () and [x.name for x in plan.workloads] == ["pod1"]
+    v = w.inbound(TCP, 80, src="10.65.0.5", iface="cali0000000001")
+    assert (v.verdict, v.reason) == ("deny", "workload to host: defaultEndpointToHostAction Drop")
+    assert w.inbound(TCP, 80, iface="eth0").reason == "interface eth0 has no host endpoint (not policed)"
+    text = w.comp.ruleset("node1")
+    assert "# no HostEndpoint: only the local workloads' traffic to the host is policed" in text
+    assert "# local workloads (traffic to this host: defaultEndpointToHostAction Drop): prod/pod1" in text
+    chains = [line.split()[1] for line in text.splitlines() if line.startswith("\tchain ")]
+    assert chains == ["filter-input"]
+    assert w.comp.failsafe_proof("node1").ok
+    assert w.comp.plan("node3") is None, "a host with neither stays untouched"
+
+
+def test_matrix_lists_each_host_to_its_own_workloads():
+    w = World(hep("h1", iface="*"), gnp("deny-all", ingress=[{"action": "Deny"}], egress=[{"action": "Deny"}]),
+              wep("pod1"))
+    local = w.comp.matrix([{"protocol": "TCP", "port": 8080}])["local"]
+    assert [(c["node"], c["workload"], c["verdict"]) for c in local] == [("node1", "prod/pod1", "allow")]
+    assert local[0]["reason"].startswith("host to local workload (always allowed); reply: workload to host: "
+                                         "established connection")
