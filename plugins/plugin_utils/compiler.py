@@ -26,7 +26,6 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, files, proofs, resources, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import for_node
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import HostPlan, Model
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.proofs import Proof
@@ -43,7 +42,7 @@ class Compilation:
         self.inventory = inventory
         self.timings: Dict[str, float] = dict(timings or {})
         t0 = time.perf_counter()
-        self.model = Model(world, inventory.nodes, inventory.interfaces)
+        self.model = Model(world, inventory.nodes, inventory.interfaces, getattr(inventory, "node_labels", {}))
         self.timings["index"] = time.perf_counter() - t0
         self.renderer = Renderer(self.model)
         self.evaluator = Evaluator(self.model)
@@ -168,7 +167,7 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
         text = comp.ruleset(host)
         plan = comp.plan(host)
         node = comp.model.node_of(host)
-        settings = plan.felix if plan is not None else for_node(comp.world.felix_configurations, node)
+        settings = plan.felix if plan is not None else comp.model.felix_for(node)
         entry: Dict[str, Any] = {"node": node, "has_ruleset": text is not None,
                                  "warnings": list(plan.warnings) if plan is not None else [],
                                  "failsafe_inbound": proofs.entries_as_dicts(settings.failsafe_inbound),

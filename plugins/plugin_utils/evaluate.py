@@ -271,12 +271,14 @@ class Evaluator:
         return None
 
     def _prednat(self, plan: HostPlan, iface: str, pkt: Packet, ct: str, trace: List[str]):
+        # Felix's mangle dispatch lists only endpoints with preDNAT policy; its default, the "*"
+        # endpoint, has no workload exclusion (§4.4, §7.3).
         ep = None
         for e in plan.named():
-            if e.iface == iface:
+            if e.iface == iface and e.tiers_for(PREDNAT, INGRESS):
                 ep = e
         if ep is None:
-            ep = plan.wildcard  # the mangle dispatch default has no workload exclusion
+            ep = plan.wildcard
         if ep is None or not ep.tiers_for(PREDNAT, INGRESS):
             return None
         if ct in (ESTABLISHED, RELATED):

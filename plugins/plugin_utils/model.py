@@ -227,8 +227,11 @@ class Model:
     """Index of one inventory's world.  Build once per run; ask for host plans."""
 
     def __init__(self, world: api.World, nodes: Optional[Dict[str, str]] = None,
-                 interfaces: Optional[Dict[str, Dict[str, Sequence[str]]]] = None):
+                 interfaces: Optional[Dict[str, Dict[str, Sequence[str]]]] = None,
+                 node_labels: Optional[Dict[str, Dict[str, str]]] = None):
         self.world = world
+        # node name -> Calico Node labels (what FelixConfiguration nodeSelectors match)
+        self.node_labels = node_labels or {}
         # inventory_hostname -> node name (identity when not given)
         self.nodes = dict(nodes) if nodes else {}
         self.interfaces = interfaces or {}
@@ -522,6 +525,10 @@ class Model:
 
     # -- host plans ---------------------------------------------------------------------------
 
+    def felix_for(self, node: str) -> FelixConfig:
+        """The FelixConfiguration of one node (felix.for_node, with the node's labels)."""
+        return for_node(self.world.felix_configurations, node, self.node_labels.get(node, {}))
+
     def node_of(self, host: str) -> str:
         return self.nodes.get(host, host)
 
@@ -610,7 +617,7 @@ class Model:
         workloads = tuple(self.workloads_by_node.get(node, ()))
         if not heps and not workloads:
             return None
-        felix = for_node(self.world.felix_configurations, node)
+        felix = self.felix_for(node)
         warnings: List[str] = []
 
         def excluded(name: str) -> bool:

@@ -701,14 +701,15 @@ class _HostRenderer:
         return name
 
     def _dispatch(self, chain: NftChain, key: str, cls: str, direction: str, verb: str, *, wildcard: bool = True,
-                  missing: str = "accept", cond: str = "", mode: Optional[str] = None) -> None:
-        """Interface dispatch: a verdict map over named endpoints, then the "*" endpoint."""
+                  cond: str = "", mode: Optional[str] = None) -> None:
+        """Interface dispatch: a verdict map over named endpoints, then the "*" endpoint.  In the
+        doNotTrack and preDNAT stages only endpoints with policy of that class are listed (Felix's
+        raw and mangle dispatch), so a named endpoint without preDNAT policy gets the "*"
+        endpoint's preDNAT policy (§7.3)."""
         entries = []
         for ep in self.plan.named():
             if ep.tiers_for(cls, direction) or cls in (NORMAL, FORWARD):
                 entries.append('"%s" : %s %s' % (ep.iface, verb, self.endpoint_chain(ep, cls, direction, mode)))
-            elif wildcard and self.plan.wildcard is not None and self.plan.wildcard.tiers_for(cls, direction):
-                entries.append('"%s" : %s' % (ep.iface, missing))
         if entries:
             chain.add("%s%sname vmap { %s }" % (cond, key, ", ".join(entries)), "named host endpoints")
         wc = self.plan.wildcard
@@ -783,9 +784,9 @@ class _HostRenderer:
         fwd = NftChain("filter-forward", "type filter hook forward priority filter; policy accept;")
         fwd.add("meta mark set meta mark | %s" % _mark(MARK_FWD), "forwarded: no host egress policy at postrouting")
         din = NftChain("fwd-in-dispatch", comment="forwarded traffic: ingress half, by input interface")
-        self._dispatch(din, "iif", FORWARD, INGRESS, "goto", missing="return")
+        self._dispatch(din, "iif", FORWARD, INGRESS, "goto")
         dout = NftChain("fwd-out-dispatch", comment="forwarded traffic: egress half, by output interface")
-        self._dispatch(dout, "oif", FORWARD, EGRESS, "goto", missing="return")
+        self._dispatch(dout, "oif", FORWARD, EGRESS, "goto")
         accept_guard = "meta mark & %s == 0 " % _mark(MARK_ACCEPT) if (has_raw[INGRESS] or has_pre) else ""
         fwd.add("%sjump fwd-in-dispatch" % accept_guard, "not yet allowed by doNotTrack/preDNAT policy")
         fwd.add("jump fwd-out-dispatch")

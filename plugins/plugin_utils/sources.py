@@ -74,6 +74,9 @@ class Inventory:
     hosts_of_node: Dict[str, List[str]] = field(default_factory=dict)
     # inventory_hostname -> {interface name: [bare addresses]} (only hosts with hostfw_interfaces)
     interfaces: Dict[str, Dict[str, List[str]]] = field(default_factory=dict)
+    # node name -> the labels of its Calico Node (hostfw_node_labels, default hostfw_labels): what a
+    # FelixConfiguration spec.nodeSelector matches
+    node_labels: Dict[str, Dict[str, str]] = field(default_factory=dict)
     # matrix probes: [{"protocol": "TCP", "port": 22}, {"protocol": "ICMP"}, ...]
     probes: List[Dict[str, Any]] = field(default_factory=lambda: [dict(p) for p in DEFAULT_PROBES])
     problems: List[errors.Problem] = field(default_factory=list)
@@ -316,6 +319,7 @@ class _Collect(object):
         self.probes_host: Optional[str] = None
         self.probes_key: Optional[str] = None
         self.resource_docs: List[Document] = []
+        self.label_memo: Dict[int, Tuple[Any, Any, List[errors.Problem]]] = {}  # id(labels) -> (kept, labels, problems)
         self.endpoint_docs: List[Document] = []
 
     def problem(self, host: str, path: str, message: str, origin: Optional[str] = None) -> None:
@@ -529,6 +533,23 @@ class _Collect(object):
             out[name] = ips
         self.inv.interfaces[host] = out
 
+    def node_labels(self, host: str, node: str, hv: Mapping) -> None:
+        """The labels a FelixConfiguration ``spec.nodeSelector`` sees for this host's node."""
+        var = "hostfw_node_labels" if hv.get("hostfw_node_labels") is not None else "hostfw_labels"
+        value = hv.get(var)
+        if value is None:
+            return
+        hit = self.label_memo.get(id(value))
+        if hit is None:
+            sink = errors.Collector()
+            labels = checks.labels(sink.scope("Host", host), value, var)
+            hit = (value, labels, sink.problems)
+            self.label_memo[id(value)] = hit
+        if hit[2]:
+            self.inv.problems.extend(errors.Problem(p.kind, host, p.path, p.message) for p in hit[2])
+            return
+        self.inv.node_labels[node] = hit[1]
+
     # -- host endpoints ------------------------------------------------------------------------
 
     def host_labels(self, host: str, hv: Mapping) -> Any:
@@ -692,6 +713,7 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
         state.manifests(host, hv.get("hostfw_manifests"))
         state.probes(host, hv.get("hostfw_matrix_probes"))
         state.interfaces(host, hv.get("hostfw_interfaces"))
+        state.node_labels(host, node, hv)
         endpoints = hv.get("hostfw_host_endpoints")
         auto = hv.get("hostfw_auto_host_endpoint")
         auto_on = _truthy(auto)

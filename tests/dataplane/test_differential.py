@@ -159,6 +159,21 @@ def test_v11_prednat_deny_is_final_and_allow_skips_normal():
     assert by[("10.20.0.5", "10.10.0.1", "tcp", 8080)].allowed
 
 
+def test_wildcard_prednat_policy_covers_a_named_endpoint_without_prednat_policy():
+    """Felix's mangle dispatch lists only endpoints with preDNAT policy; the "*" endpoint is its
+    default, so a named eth0 endpoint without preDNAT policy gets the "*" endpoint's preDNAT Deny
+    (felix/dataplane/linux/endpoint_mgr.go updateHostEndpoints)."""
+    docs = [hep("all", "n1", H1, iface="*", labels={"which": "all"}),
+            hep("eth0-hep", "n1", H1, iface="eth0", labels={"which": "eth0"}, profiles=["projectcalico-default-allow"]),
+            hep("h2", "n2", H2, profiles=["projectcalico-default-allow"])] + PODS
+    docs += [gnp("pre-deny", selector="which == 'all'", preDNAT=True, applyOnForward=True,
+                 ingress=[{"action": "Deny", "protocol": "TCP", "destination": {"ports": [30080]}}])]
+    dw, flows, results = check_world(docs, probes=[("tcp", 30080), ("tcp", 80)])
+    by = {(f.src_ip, f.dst_ip, f.protocol, f.port): r for f, r in zip(flows, results)}
+    assert not by[("10.20.0.5", "10.10.0.1", "tcp", 30080)].allowed  # eth0 gets the "*" preDNAT Deny
+    assert by[("10.20.0.5", "10.10.0.1", "tcp", 80)].allowed         # and its own normal policy
+
+
 def test_v12_staged_and_failsafe_configuration():
     docs = [hep("h1", "n1", H1), hep("h2", "n2", H2, profiles=["projectcalico-default-allow"])] + PODS
     docs += [doc("StagedGlobalNetworkPolicy", "deny-all", {"selector": "all()", "ingress": [{"action": "Deny"}]}),

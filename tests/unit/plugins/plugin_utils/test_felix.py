@@ -249,3 +249,28 @@ def test_every_schema_pattern_compiles():
 
     for schema in felix_schema.FIELDS.values():
         walk(schema)
+
+
+def test_inventory_node_labels_select_the_scoped_configuration(tmp_path):
+    """hostfw_node_labels (default hostfw_labels) are the node's labels a nodeSelector matches;
+    the failsafe proof and the table see the scoped configuration."""
+    from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_inventory
+    docs = [felix_doc("ssh-from-mgmt", {"nodeSelector": "role == 'worker'",
+                                        "failsafeInboundHostPorts": [{"protocol": "TCP", "port": 22,
+                                                                      "net": "10.1.0.0/16"}]})]
+    shared = {"hostfw_resources": docs, "hostfw_auto_host_endpoint": True}
+    hosts = {"w1": dict(shared, ansible_host="10.0.0.1", hostfw_labels={"role": "worker"}),
+             "w2": dict(shared, ansible_host="10.0.0.2", hostfw_labels={"role": "worker"},
+                        hostfw_node_labels={"role": "db"}),
+             "c1": dict(shared, ansible_host="10.0.0.3")}
+    comp = compile_inventory(hosts, str(tmp_path))
+    assert comp.plan("w1").felix.failsafe_inbound == (api.FailsafeEntry("tcp", 22, "10.1.0.0/16"),)
+    assert comp.plan("w2").felix.failsafe_inbound == felix.DEFAULT_FAILSAFE_INBOUND
+    assert comp.plan("c1").felix.failsafe_inbound == felix.DEFAULT_FAILSAFE_INBOUND
+    assert "ip saddr 10.1.0.0/16 tcp dport 22 accept" in comp.ruleset("w1")
+    bad = dict(hosts, c1=dict(hosts["c1"], hostfw_node_labels={"role": "a b"}))
+    with pytest.raises(errors.HostfwError) as info:
+        compile_inventory(bad, str(tmp_path))
+    assert [str(p) for p in info.value.problems] == [
+        "Host c1: hostfw_node_labels['role']: 'a b' is not a valid label value (use at most 63 letters, digits, "
+        "'-', '_' or '.', starting and ending with a letter or digit, or an empty string)"]
