@@ -24,7 +24,7 @@ import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, files, proofs, resources, sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, felix, files, proofs, resources, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import HostPlan, Model
@@ -42,7 +42,8 @@ class Compilation:
         self.inventory = inventory
         self.timings: Dict[str, float] = dict(timings or {})
         t0 = time.perf_counter()
-        self.model = Model(world, inventory.nodes, inventory.interfaces, getattr(inventory, "node_labels", {}))
+        self.model = Model(world, inventory.nodes, inventory.interfaces, getattr(inventory, "node_labels", {}),
+                           getattr(inventory, "failsafe_defaults", {}))
         self.timings["index"] = time.perf_counter() - t0
         self.renderer = Renderer(self.model)
         self.evaluator = Evaluator(self.model)
@@ -185,7 +186,8 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
             if options.get("proof", True):
                 hv = hostvars.get(host) or {}
                 protected_in, protected_out = proofs.protected_ports(
-                    host, hv.get("hostfw_protected_ports"), hv.get("hostfw_verify_management_access", True))
+                    host, hv.get("hostfw_protected_ports"), hv.get("hostfw_verify_management_access", True),
+                    felix.FAILSAFE_DEFAULTS[comp.model.failsafe_defaults.get(node, "protect-hosts")])
                 entry["failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out).as_dict()
         host_results[host] = entry
     comp.timings["compile_and_write"] = time.perf_counter() - t1

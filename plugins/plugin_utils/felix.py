@@ -55,6 +55,12 @@ DEFAULT_FAILSAFE_OUTBOUND = _entries("udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tc
 FELIX_FAILSAFE_INBOUND = _entries("tcp:22,udp:68,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667")
 FELIX_FAILSAFE_OUTBOUND = _entries("udp:53,udp:67,tcp:179,tcp:2379,tcp:2380,tcp:5473,tcp:6443,tcp:6666,tcp:6667")
 
+# hostfw_failsafe_defaults: which lists a node starts from before its FelixConfigurations.
+FAILSAFE_DEFAULTS = {
+    "protect-hosts": (DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND),
+    "felix": (FELIX_FAILSAFE_INBOUND, FELIX_FAILSAFE_OUTBOUND),
+}
+
 Parser = Callable[[Scope, Any, str], Any]
 
 
@@ -790,9 +796,11 @@ def applicable(configurations: Mapping[str, "api.FelixConfiguration"], node: str
 
 
 def for_node(configurations: Mapping[str, "api.FelixConfiguration"], node: str,
-             node_labels: Optional[Mapping[str, str]] = None) -> Any:
-    """The :class:`FelixConfig` of one node (see the module docstring for the precedence)."""
-    values: Dict[str, Any] = {}
+             node_labels: Optional[Mapping[str, str]] = None, failsafe_defaults: str = "protect-hosts") -> Any:
+    """The :class:`FelixConfig` of one node (see the module docstring for the precedence);
+    ``failsafe_defaults`` names the failsafe lists it starts from (:data:`FAILSAFE_DEFAULTS`)."""
+    inbound, outbound = FAILSAFE_DEFAULTS[failsafe_defaults]
+    values: Dict[str, Any] = {"failsafe_inbound": inbound, "failsafe_outbound": outbound}
     for fc in applicable(configurations, node, node_labels):
         values.update(fc.values)
     return FelixConfig(**values)

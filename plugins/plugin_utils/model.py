@@ -228,8 +228,11 @@ class Model:
 
     def __init__(self, world: api.World, nodes: Optional[Dict[str, str]] = None,
                  interfaces: Optional[Dict[str, Dict[str, Sequence[str]]]] = None,
-                 node_labels: Optional[Dict[str, Dict[str, str]]] = None):
+                 node_labels: Optional[Dict[str, Dict[str, str]]] = None,
+                 failsafe_defaults: Optional[Dict[str, str]] = None):
         self.world = world
+        # node name -> hostfw_failsafe_defaults ("protect-hosts" when absent)
+        self.failsafe_defaults = failsafe_defaults or {}
         # node name -> Calico Node labels (what FelixConfiguration nodeSelectors match)
         self.node_labels = node_labels or {}
         # inventory_hostname -> node name (identity when not given)
@@ -527,7 +530,8 @@ class Model:
 
     def felix_for(self, node: str) -> FelixConfig:
         """The FelixConfiguration of one node (felix.for_node, with the node's labels)."""
-        return for_node(self.world.felix_configurations, node, self.node_labels.get(node, {}))
+        return for_node(self.world.felix_configurations, node, self.node_labels.get(node, {}),
+                        self.failsafe_defaults.get(node, "protect-hosts"))
 
     def node_of(self, host: str) -> str:
         return self.nodes.get(host, host)

@@ -50,10 +50,12 @@ class Proof:
 _NONE = ([], {}, "none")
 
 
-def protected_ports(host: str, value: Any, verify_management_access: Any = True) -> Tuple[Entries, Entries]:
+def protected_ports(host: str, value: Any, verify_management_access: Any = True,
+                    defaults: Tuple[Entries, Entries] = (felix.DEFAULT_FAILSAFE_INBOUND,
+                                                         felix.DEFAULT_FAILSAFE_OUTBOUND)) -> Tuple[Entries, Entries]:
     """(inbound, outbound) protected entries of one host.
 
-    ``value`` is ``hostfw_protected_ports``: None = the failsafe defaults; a mapping with
+    ``value`` is ``hostfw_protected_ports``: None = the host's failsafe defaults (``defaults``); a mapping with
     ``inbound`` and/or ``outbound`` lists whose items are ``tcp:22`` strings (Felix's failsafe
     syntax, also ``tcp:10.0.0.0/8:22``), port numbers (TCP) or ``{protocol, port, net}``
     mappings (Calico's ProtoPort); ``[]``, ``{}`` or ``none`` = none.  With
@@ -63,7 +65,7 @@ def protected_ports(host: str, value: Any, verify_management_access: Any = True)
     if value is None:
         if _false(verify_management_access):
             return (), ()
-        return felix.DEFAULT_FAILSAFE_INBOUND, felix.DEFAULT_FAILSAFE_OUTBOUND
+        return defaults
     if isinstance(value, (list, dict, str)) and value in _NONE:
         return (), ()
     sink = errors.Collector()

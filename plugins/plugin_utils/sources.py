@@ -39,6 +39,7 @@ Document = Tuple[Any, str]
 DEFAULT_PROBES = ({"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 10250})
 PROBE_PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ICMPv6")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+FAILSAFE_DEFAULT_CHOICES = ("protect-hosts", "felix")
 
 _YAML_BASE = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 
@@ -77,6 +78,8 @@ class Inventory:
     # node name -> the labels of its Calico Node (hostfw_node_labels, default hostfw_labels): what a
     # FelixConfiguration spec.nodeSelector matches
     node_labels: Dict[str, Dict[str, str]] = field(default_factory=dict)
+    # node name -> hostfw_failsafe_defaults ("protect-hosts" when unset)
+    failsafe_defaults: Dict[str, str] = field(default_factory=dict)
     # matrix probes: [{"protocol": "TCP", "port": 22}, {"protocol": "ICMP"}, ...]
     probes: List[Dict[str, Any]] = field(default_factory=lambda: [dict(p) for p in DEFAULT_PROBES])
     problems: List[errors.Problem] = field(default_factory=list)
@@ -533,6 +536,16 @@ class _Collect(object):
             out[name] = ips
         self.inv.interfaces[host] = out
 
+    def failsafe_defaults(self, host: str, node: str, value: Any) -> None:
+        if value is None or value == "protect-hosts":
+            return
+        if value not in FAILSAFE_DEFAULT_CHOICES:
+            self.problem(host, "hostfw_failsafe_defaults", "%s is not a failsafe default (use protect-hosts, the "
+                         "'Protect hosts' page's lists, or felix, Felix's compiled-in lists with tcp:5473)"
+                         % checks.show(value))
+            return
+        self.inv.failsafe_defaults[node] = value
+
     def node_labels(self, host: str, node: str, hv: Mapping) -> None:
         """The labels a FelixConfiguration ``spec.nodeSelector`` sees for this host's node."""
         var = "hostfw_node_labels" if hv.get("hostfw_node_labels") is not None else "hostfw_labels"
@@ -714,6 +727,7 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
         state.probes(host, hv.get("hostfw_matrix_probes"))
         state.interfaces(host, hv.get("hostfw_interfaces"))
         state.node_labels(host, node, hv)
+        state.failsafe_defaults(host, node, hv.get("hostfw_failsafe_defaults"))
         endpoints = hv.get("hostfw_host_endpoints")
         auto = hv.get("hostfw_auto_host_endpoint")
         auto_on = _truthy(auto)

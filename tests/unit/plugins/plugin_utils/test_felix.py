@@ -274,3 +274,22 @@ def test_inventory_node_labels_select_the_scoped_configuration(tmp_path):
     assert [str(p) for p in info.value.problems] == [
         "Host c1: hostfw_node_labels['role']: 'a b' is not a valid label value (use at most 63 letters, digits, "
         "'-', '_' or '.', starting and ending with a letter or digit, or an empty string)"]
+
+
+def test_one_line_switch_to_felixs_failsafe_lists(tmp_path):
+    """hostfw_failsafe_defaults: felix starts every node from Felix's compiled-in lists (with
+    Typha's tcp:5473); the protected ports follow."""
+    from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_inventory, run
+    hosts = {"n1": {"ansible_host": "10.0.0.1", "hostfw_auto_host_endpoint": True, "hostfw_failsafe_defaults": "felix"},
+             "n2": {"ansible_host": "10.0.0.2", "hostfw_auto_host_endpoint": True}}
+    comp = compile_inventory(hosts, str(tmp_path))
+    assert comp.plan("n1").felix.failsafe_inbound == felix.FELIX_FAILSAFE_INBOUND
+    assert comp.plan("n2").felix.failsafe_inbound == felix.DEFAULT_FAILSAFE_INBOUND
+    assert "tcp . 5473" in comp.ruleset("n1") and "tcp . 5473" not in comp.ruleset("n2")
+    result = run(comp, hosts, {})
+    assert result["hosts"]["n1"]["failsafe_proof"]["ok"] and result["hosts"]["n2"]["failsafe_proof"]["ok"]
+    with pytest.raises(errors.HostfwError) as info:
+        compile_inventory({"n1": dict(hosts["n1"], hostfw_failsafe_defaults="typha")}, str(tmp_path))
+    assert [str(p) for p in info.value.problems] == [
+        "Host n1: hostfw_failsafe_defaults: 'typha' is not a failsafe default (use protect-hosts, the 'Protect hosts' "
+        "page's lists, or felix, Felix's compiled-in lists with tcp:5473)"]
