@@ -277,7 +277,7 @@ def hostendpoint_cases(iface: str) -> List[Case]:
              "apply-on-forward deny policy is applied (with applyOnForward: true)", TWO,
              base(gnp("aof-deny", "has(host-endpoint)", applyOnForward=True, ingress=[DENY], egress=[DENY])),
              host_to_host(False) + host_to_other_pod(False) + pod_to_pod(False) + host_to_own_pod()
-             + host_to_own_pod_via_service(),
+             + host_to_own_pod_via_service() + [none("w0", "n1"), none("ext", "w0")],
              origin="extension", note="the policy the test's name describes: forwarded pod traffic is denied too"),
         Case("he-%s-allow-all-profile" % v, f + ctx2 + "It should allow all traffic", TWO, base(profiles=[ALLOW_ALL]),
              host_to_host(True) + host_to_other_pod(True) + host_to_own_pod() + pod_to_pod()),

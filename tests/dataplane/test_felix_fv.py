@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from typing import Dict, List, Optional, Tuple
 
@@ -176,6 +177,18 @@ def test_a_pod_is_plumbed_like_calico(clusters):  # pylint: disable=redefined-ou
     assert "10.65.0.2 dev %s" % cali in n0.exec(["ip", "route"]).stdout
     assert "10.65.0.2 via 10.10.0.1 dev eth0 onlink" in world.lab.node("n1").exec(["ip", "route"]).stdout
     assert n0.forwarding()
+
+
+def test_coverage_doc_lists_every_case():
+    """docs/felix-fv-coverage.md names every case (and no case that does not exist)."""
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "felix-fv-coverage.md")
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    missing = [c for c in CASES if "`[%s]`" % c not in text and "`[%s-bug-" % c not in text]
+    assert not missing, "not in docs/felix-fv-coverage.md: %s" % ", ".join(missing)
+    named = set(re.findall(r"`\[([a-z0-9-]+?)(?:-bug-[ab])?\]`", text))
+    unknown = sorted(named - set(CASES))
+    assert not unknown, "docs/felix-fv-coverage.md names cases that do not exist: %s" % ", ".join(unknown)
 
 
 def _ran():
