@@ -435,6 +435,117 @@ def test_500_probes_are_fast(topo, capsys):
     assert took < 30
 
 
+# ------------------------------------------------------------------------------ workloads, DNAT, raw IP
+
+POD_RULES = """
+table inet hostfw {
+    chain input {
+        type filter hook input priority 0; policy accept;
+        ct state established,related accept
+        iifname "cali*" meta l4proto icmpv6 accept
+        iifname "cali*" tcp dport 22 counter drop comment "pod to host ssh"
+    }
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        ct state established,related accept
+        iifname "cali*" oifname "eth0" tcp dport 80 counter drop comment "pod out http"
+    }
+}
+"""
+
+
+def test_workloads_are_routed_like_calico_pods(lab):
+    """Pods on two hosts and an outside machine reach each other through their hosts; rules on the host
+    police them on its input and forward paths (each allowed flow has a denied twin)."""
+    lab.add_node("h1", ["172.18.0.2", "fd00::2"])
+    lab.add_node("h2", ["172.18.0.3", "fd00::3"])
+    lab.add_node("out", ["198.51.100.7", "2001:db8::7"])
+    p1 = lab.add_workload("p1", "h1", ["10.65.0.2", "fd65::2"])
+    p2 = lab.add_workload("p2", "h2", ["10.65.1.2", "fd65:1::2"])
+    assert p1.host_ifname.startswith("cali") and len(p1.host_ifname) == 15 and p1.host_ifname != p2.host_ifname
+    assert lab.node_of_address("10.65.1.2") is p2 and lab.node_of_address("192.0.2.99") is None
+    lab.static_neighbours()
+    pairs = [("p1", "10.65.0.2", "h1", "172.18.0.2"), ("p1", "fd65::2", "h1", "fd00::2"),
+             ("h1", "172.18.0.2", "p1", "10.65.0.2"), ("p1", "10.65.0.2", "p2", "10.65.1.2"),
+             ("p2", "fd65:1::2", "p1", "fd65::2"), ("out", "198.51.100.7", "p2", "10.65.1.2"),
+             ("p1", "fd65::2", "out", "2001:db8::7"), ("h2", "fd00::3", "p1", "fd65::2")]
+    flows = [Flow(s, sip, d, dip, proto, port) for s, sip, d, dip in pairs
+             for proto, port in (("tcp", 22), ("tcp", 80), ("udp", 53), ("icmp", None))]
+    results = lab.probe_many(flows)
+    assert all(r.allowed for r in results), [str(r) for r in results if not r.allowed]
+    h1 = lab.node("h1")
+    assert h1.load_nft(POD_RULES)[0] == 0
+    results = lab.probe_many(flows)
+    denied = {str(r.flow) for r in results if not r.allowed}
+    assert denied == {"p1[10.65.0.2] -> h1[172.18.0.2] tcp/22", "p1[fd65::2] -> h1[fd00::2] tcp/22",
+                      "p1[10.65.0.2] -> p2[10.65.1.2] tcp/80", "p1[fd65::2] -> out[2001:db8::7] tcp/80"}, denied
+    assert h1.counters() == {"pod to host ssh": 2, "pod out http": 2}
+    with pytest.raises(LabError, match="exactly one interface"):
+        p1.add_interface("eth1")
+    with pytest.raises(LabError, match="cannot run inside workload p1"):
+        lab.add_workload("p3", "p1", ["10.65.0.3"])
+    with pytest.raises(LabError, match="node h1 already has interface %s" % p1.host_ifname):
+        lab.add_workload("p4", "h1", ["10.65.0.4"], host_ifname=p1.host_ifname)
+    with pytest.raises(LabError, match="needs at least one address"):
+        lab.add_workload("p5", "h1", [])
+
+
+def test_forwarding_off_keeps_pods_reachable_from_their_host(lab):
+    h1 = lab.add_node("h1", ["172.18.0.2"])
+    lab.add_node("h2", ["172.18.0.3"])
+    lab.add_workload("p1", "h1", ["10.65.0.2"])
+    lab.add_workload("p2", "h2", ["10.65.1.2"])
+    flows = [Flow("h1", "172.18.0.2", "p1", "10.65.0.2", "tcp", 80), Flow("p1", "10.65.0.2", "h1", "172.18.0.2", "tcp", 80),
+             Flow("p1", "10.65.0.2", "p2", "10.65.1.2", "tcp", 80), Flow("h2", "172.18.0.3", "p1", "10.65.0.2", "tcp", 80)]
+    assert h1.forwarding()
+    assert [r.allowed for r in lab.probe_many(flows)] == [True, True, True, True]
+    h1.set_forwarding(False)
+    assert not h1.forwarding()
+    assert [r.allowed for r in lab.probe_many(flows)] == [True, True, False, False]
+    h1.set_forwarding(True)
+    assert [r.allowed for r in lab.probe_many(flows)] == [True, True, True, True]
+
+
+def test_dnat_rewrites_and_a_missed_dnat_does_not_connect(lab):
+    h1 = lab.add_node("h1", ["172.18.0.2", "fd00::2"])
+    lab.add_workload("p1", "h1", ["10.65.0.2", "fd65::2"])
+    lab.add_workload("p2", "h1", ["10.65.0.3"])
+    h1.add_dnat("10.96.0.10", 80, "10.65.0.2", 8080, hooks=["output"])
+    h1.add_dnat("fd96::10", 80, "fd65::2", 8080, hooks=["output", "prerouting"])
+    h1.add_dnat("10.96.0.11", 53, "10.65.0.2", protocol="udp", hooks=["prerouting"])
+    assert "ip daddr 10.96.0.10 tcp dport 80 dnat to 10.65.0.2:8080" in h1.nft("list table ip svc").stdout
+    flows = [Flow("h1", "172.18.0.2", "p1", "10.96.0.10", "tcp", 80),   # output DNAT
+             Flow("h1", "fd00::2", "p1", "fd96::10", "tcp", 80),
+             Flow("p2", "10.65.0.3", "p1", "10.96.0.11", "udp", 53),    # prerouting DNAT
+             Flow("p2", "10.65.0.3", "p1", "10.96.0.10", "tcp", 80)]    # no prerouting DNAT for this one
+    assert [r.allowed for r in lab.probe_many(flows)] == [True, True, True, False]
+    h1.clear_dnats()
+    assert h1.nft("list table ip svc").rc != 0
+    assert [r.allowed for r in lab.probe_many(flows)] == [False, False, False, False]
+    with pytest.raises(LabError, match="hooks must be output and/or prerouting, not input"):
+        h1.add_dnat("10.96.0.12", 80, "10.65.0.2", hooks=["input"])
+    with pytest.raises(LabError, match="mixes address families"):
+        h1.add_dnat("10.96.0.12", 80, "fd65::2")
+    with pytest.raises(LabError, match="must be tcp or udp"):
+        h1.add_dnat("10.96.0.12", 80, "10.65.0.2", protocol="sctp")
+
+
+def test_raw_ip_probes_are_judged_at_the_receiver(topo):
+    b = topo.nodes["b"]
+    rc, err = b.load_nft("table inet hostfw {\n chain input {\n type filter hook input priority 0; policy accept;\n"
+                         " meta l4proto 253 counter drop comment \"253\"\n }\n}\n")
+    assert rc == 0, err
+    flows = [Flow("a", A4, "b", B4, "raw", ip_proto=253), Flow("a", A6, "b", B6, "raw", ip_proto=253),
+             Flow("a", A4, "b", B4, "raw", ip_proto=254), Flow("c", C6, "b", B6, "raw", ip_proto=254)]
+    results = topo.probe_many(flows)
+    want = [("denied", "timeout"), ("denied", "timeout"), ("allowed", "seen"), ("allowed", "seen")]
+    assert [(r.verdict, r.detail) for r in results] == want
+    assert b.counters() == {"253": 2}
+    assert str(flows[0]) == "a[172.18.0.2] -> b[172.18.0.3] ip proto 253"
+    with pytest.raises(LabError, match="ip_proto goes with protocol raw"):
+        topo.probe(Flow("a", A4, "b", B4, "raw"))
+
+
 # ---------------------------------------------------------------------------------- lab hygiene
 
 

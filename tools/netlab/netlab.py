@@ -25,12 +25,21 @@ destination's input hook; replies are not involved).  ``denied``: everything els
 probed port, so this is an nftables ``reject``), ``unreachable`` (ICMP unreachable / prohibited), ``eperm``
 (the source's own output hook dropped it), or ``error:<ERRNO>``.
 
+Workloads (pods) are routed as Calico routes them: ``lab.add_workload("w0", "n0", ["10.65.0.2", "fd65::2"])``
+makes a namespace whose ``eth0`` has the /32 and /128 addresses, a default route via 169.254.1.1 (IPv6: via
+the host side's link-local address, fe80::ecee:eeff:feee:eeee) and the agent; its other end
+``caliXXXXXXXXXXX`` (MAC ee:ee:ee:ee:ee:ee, proxy ARP and proxy NDP on) lives in the host node's namespace
+with a host route to each pod address, and the host forwards.  Every other node on the host's bridges
+routes the pod addresses via the host.  Workloads are nodes for probing (``Flow("w0", ...)``).  A node can
+also carry service DNATs (``node.add_dnat(...)``, in its own ``table ip svc`` / ``table ip6 svc``).
+
 Namespaces are named ``hfwlab-<pid>-<random>-<node>``; ``close()`` (also ``__exit__`` and an atexit hook)
 kills the agents and deletes them; ``Lab.cleanup_stale()`` deletes those of dead processes.
 """
 
 import atexit
 import dataclasses
+import hashlib
 import ipaddress
 import json
 import os
@@ -42,12 +51,17 @@ import sys
 import tempfile
 import threading
 import weakref
-from typing import Dict, Iterable, List, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 AGENT = os.path.join(HERE, "netlab_agent.py")
 NS_BASE = "hfwlab-"
 _SBIN = os.pathsep.join(["/usr/local/sbin", "/usr/sbin", "/sbin"])
+# Calico's workload plumbing (cni-plugin): the pod's gateway, the host side's MAC and its link-local address
+WORKLOAD_GATEWAY4 = "169.254.1.1"
+WORKLOAD_HOST_MAC = "ee:ee:ee:ee:ee:ee"
+WORKLOAD_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"
+SVC_TABLE = "svc"
 
 
 def which(tool: str) -> Optional[str]:
@@ -104,13 +118,16 @@ class Flow:
     src_ip: str
     dst_node: str
     dst_ip: str
-    protocol: str  # "tcp" | "udp" | "icmp"
+    protocol: str  # "tcp" | "udp" | "icmp" | "raw" (another IP protocol: ip_proto)
     port: Optional[int] = None
     icmp_type: Optional[int] = None
     icmp_code: Optional[int] = None
+    ip_proto: Optional[int] = None  # protocol "raw" only, e.g. 253 (RFC 3692 experimentation)
 
     def __str__(self):
         what = self.protocol if self.port is None else "%s/%s" % (self.protocol, self.port)
+        if self.ip_proto is not None:
+            what = "ip proto %s" % self.ip_proto
         if self.icmp_type is not None:
             what += " type %s" % self.icmp_type
             if self.icmp_code is not None:
@@ -247,6 +264,8 @@ class Node:
         self.udp_ports = set()
         self.sniffing = False
         self._routes = set()
+        self.workloads: Dict[str, "Workload"] = {}  # pods on this node, by name
+        self.dnats: List[Dnat] = []
 
     def __repr__(self):
         return "Node(%r, %s)" % (self.name, ", ".join(self.addresses))
@@ -395,6 +414,73 @@ class Node:
     def conntrack_count(self) -> int:
         return self.agent.call("ct_count")
 
+    # -- routing and NAT ------------------------------------------------------------------------
+
+    def set_forwarding(self, enabled: bool = True):
+        """net.ipv4.ip_forward and net.ipv6.conf.all.forwarding of this namespace (writing them sets every
+        interface's flag).  The workload interfaces keep forwarding=1, as Calico sets it on each of them:
+        with forwarding off, a pod still reaches its host (proxy ARP needs it) but nothing is routed
+        through the host, because the other interfaces do not forward."""
+        value = "1" if enabled else "0"
+        values = {"net/ipv4/ip_forward": value, "net/ipv6/conf/all/forwarding": value}
+        for wl in self.workloads.values():
+            values["net/ipv4/conf/%s/forwarding" % wl.host_ifname] = "1"
+            values["net/ipv6/conf/%s/forwarding" % wl.host_ifname] = "1"
+        self.lab._write_sysctls(self.netns, values)
+
+    def forwarding(self) -> bool:
+        out = self.exec(["cat", "/proc/sys/net/ipv4/ip_forward"]).stdout.strip()
+        return out == "1"
+
+    def add_dnat(self, address: str, port: int, to_address: str, to_port: Optional[int] = None,
+                 protocol: str = "tcp", hooks: Sequence[str] = ("output", "prerouting")) -> "Dnat":
+        """DNAT ``address:port`` to ``to_address:to_port`` (default: the same port) for connections made
+        here (hook ``output``) and/or arriving here (``prerouting``): a kube-proxy Service in miniature,
+        in this node's own ``table ip svc`` / ``table ip6 svc`` (replaced as a whole on every change).
+        The node that owns ``to_address`` starts listening on ``to_port``."""
+        if protocol not in ("tcp", "udp"):
+            raise LabError("DNAT protocol must be tcp or udp, not %r" % protocol)
+        bad = set(hooks) - {"output", "prerouting"}
+        if bad or not hooks:
+            raise LabError("DNAT hooks must be output and/or prerouting, not %s" % ", ".join(sorted(bad) or ["none"]))
+        if (":" in address) != (":" in to_address):
+            raise LabError("DNAT %s -> %s mixes address families" % (address, to_address))
+        dnat = Dnat(_ip(address), int(port), _ip(to_address), int(to_port or port), protocol, tuple(hooks))
+        self.dnats.append(dnat)
+        rc, err = self.load_nft(self._svc_ruleset())
+        if rc:
+            self.dnats.pop()
+            raise LabError("loading the DNAT table in %s failed: %s" % (self.name, err.strip()))
+        target = self.lab.node_of_address(dnat.to_address)
+        if target is not None:
+            target.listen(**{protocol: [dnat.to_port]})
+        return dnat
+
+    def clear_dnats(self):
+        self.dnats = []
+        for family in ("ip", "ip6"):
+            self.nft(["delete", "table", family, SVC_TABLE])
+
+    def _svc_ruleset(self) -> str:
+        out = []
+        for family, is6 in (("ip", False), ("ip6", True)):
+            rules = {"output": [], "prerouting": []}
+            for d in self.dnats:
+                if (":" in d.address) != is6:
+                    continue
+                target = "[%s]:%d" % (d.to_address, d.to_port) if is6 else "%s:%d" % (d.to_address, d.to_port)
+                for hook in d.hooks:
+                    rules[hook].append("%s daddr %s %s dport %d dnat to %s" % (
+                        family, d.address, d.protocol, d.port, target))
+            out += ["table %s %s" % (family, SVC_TABLE), "delete table %s %s" % (family, SVC_TABLE),
+                    "table %s %s {" % (family, SVC_TABLE)]
+            for hook in ("output", "prerouting"):
+                out += ["    chain %s {" % hook, "        type nat hook %s priority -100; policy accept;" % hook]
+                out += ["        " + r for r in rules[hook]]
+                out.append("    }")
+            out.append("}")
+        return "\n".join(out) + "\n"
+
     # -- servers --------------------------------------------------------------------------------
 
     def listen(self, tcp: Iterable[int] = (), udp: Iterable[int] = ()):
@@ -406,7 +492,10 @@ class Node:
             self.tcp_ports.update(tcp)
             self.udp_ports.update(udp)
 
-    def _sniff(self):
+    def _sniff(self, ip_proto: Optional[int] = None):
+        if ip_proto is not None:
+            self.agent.call("sniff", protos=[ip_proto])
+            return
         if not self.sniffing:
             self.agent.call("sniff_icmp")
             self.sniffing = True
@@ -418,6 +507,53 @@ class Node:
             src_ip = next(a for a in self.addresses if (":" in a) == (":" in dst_ip))
         dst_name = dst.name if isinstance(dst, Node) else dst
         return self.lab.probe_many([Flow(self.name, src_ip, dst_name, dst_ip, protocol, port, **kw)])[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dnat:
+    address: str
+    port: int
+    to_address: str
+    to_port: int
+    protocol: str
+    hooks: Tuple[str, ...]
+
+
+def workload_ifname(name: str) -> str:
+    """Calico's host-side name for a workload: "cali" and 11 hex digits of a hash of its identity."""
+    return "cali" + hashlib.sha1(name.encode("utf-8")).hexdigest()[:11]
+
+
+class Workload(Node):
+    """A pod: its own namespace (``eth0``: /32 and /128 addresses, default routes via Calico's gateways)
+    behind the veth ``host_ifname`` (``cali...``) of its host node."""
+
+    def __init__(self, lab: "Lab", name: str, netns: str, host: Node, host_ifname: str):
+        super().__init__(lab, name, netns)
+        self.host = host
+        self.host_ifname = host_ifname
+
+    def __repr__(self):
+        return "Workload(%r on %s via %s, %s)" % (self.name, self.host.name, self.host_ifname, ", ".join(self.addresses))
+
+    def add_interface(self, ifname: str = "eth0", addrs: Iterable[str] = (), bridge: str = "br0",
+                      default_route: Optional[bool] = None, mtu: Optional[int] = None) -> Interface:
+        raise LabError("workload %s has exactly one interface (eth0, to its host %s)" % (self.name, self.host.name))
+
+    def add_addresses(self, addrs: Iterable[str], ifname: Optional[str] = None):
+        """More pod addresses: /32 or /128 on eth0, host routes on the host, routes on the peers."""
+        if ifname not in (None, "eth0"):
+            raise LabError("workload %s has only eth0" % self.name)
+        iface = self.interfaces["eth0"]
+        new = [_ip(a) for a in addrs]
+        for a in new:
+            if _host(a) in iface.addrs:
+                raise LabError("workload %s already has address %s" % (self.name, a))
+        self.lab._ip_batch(self.netns, ["addr add %s dev eth0%s" % (_host(a), " nodad" if ":" in a else "")
+                                        for a in new])
+        self.lab._ip_batch(self.host.netns, ["route replace %s dev %s" % (_host(a), self.host_ifname) for a in new])
+        iface.addrs.extend(_host(a) for a in new)
+        self.lab._sync_routes()
 
 
 # -------------------------------------------------------------------------------------------- lab
@@ -557,12 +693,14 @@ class Lab:
     def _sync_routes(self):
         """Host routes on non-default interfaces for the addresses of peers on the same bridge."""
         for node in self.nodes.values():
-            wanted = []
+            if isinstance(node, Workload):
+                continue
+            wanted = self._pod_routes(node)
             for iface in node.interfaces.values():
                 if iface.default_route:
                     continue
                 for peer in self.nodes.values():
-                    if peer is node:
+                    if peer is node or isinstance(peer, Workload):
                         continue
                     for piface in peer.interfaces.values():
                         if piface.bridge != iface.bridge:
@@ -576,18 +714,29 @@ class Lab:
                 self._ip_batch(node.netns, new)
                 node._routes.update(new)
 
+    def _pod_routes(self, node: Node) -> List[str]:
+        """Routes of ``node`` to the pods of the other nodes: via that node's address of the pod's family
+        on a bridge both share (what Calico's BGP routes do), on-link."""
+        wanted = []
+        for host in self.nodes.values():
+            if host is node or isinstance(host, Workload) or not host.workloads:
+                continue
+            for iface in node.interfaces.values():
+                vias = [_ip(a) for h in host.interfaces.values() if h.bridge == iface.bridge for a in h.addrs]
+                for wl in host.workloads.values():
+                    for addr in wl.interfaces["eth0"].addrs:
+                        ip = _ip(addr)
+                        via = next((v for v in vias if (":" in v) == (":" in ip)), None)
+                        if via is not None:
+                            wanted.append("route replace %s via %s dev %s onlink" % (_host(ip), via, iface.name))
+                if vias:
+                    break  # the first shared bridge carries the routes
+        return wanted
+
     # -- nodes ----------------------------------------------------------------------------------
 
-    def add_node(self, name: str, addrs: Iterable[str] = (), ifname: str = "eth0", bridge: str = "br0",
-                 mtu: Optional[int] = None) -> Node:
-        """A new host namespace with interface ``ifname`` on ``bridge``, ``addrs`` on it, and its agent."""
-        if name in self.nodes:
-            raise LabError("node %s exists" % name)
-        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
-            raise LabError("bad node name %r" % name)
-        ns = self._add_netns(name)
-        node = Node(self, name, ns)
-        self.nodes[name] = node
+    def _namespace_sysctls(self, ns: str):
+        """What every lab namespace (node or workload) needs."""
         self._write_sysctls(ns, {
             "net/ipv6/conf/all/accept_dad": "0",
             "net/ipv6/conf/default/accept_dad": "0",
@@ -604,10 +753,117 @@ class Lab:
             "net/ipv4/icmp_ratelimit": "0",
             "net/ipv6/icmp/ratelimit": "0",
         })
+
+    def add_node(self, name: str, addrs: Iterable[str] = (), ifname: str = "eth0", bridge: str = "br0",
+                 mtu: Optional[int] = None) -> Node:
+        """A new host namespace with interface ``ifname`` on ``bridge``, ``addrs`` on it, and its agent."""
+        if name in self.nodes:
+            raise LabError("node %s exists" % name)
+        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise LabError("bad node name %r" % name)
+        ns = self._add_netns(name)
+        node = Node(self, name, ns)
+        self.nodes[name] = node
+        self._namespace_sysctls(ns)
         self._ip_batch(ns, ["link set lo up"])
         node.add_interface(ifname, addrs, bridge, default_route=True, mtu=mtu)
         node.agent = Agent(ns, os.path.join(self.tmpdir, "%s.agent.log" % name))
         return node
+
+    def add_workload(self, name: str, host: Union[str, Node], addrs: Iterable[str],
+                     host_ifname: Optional[str] = None, mtu: Optional[int] = None) -> Workload:
+        """A pod on ``host``, plumbed as Calico's CNI plugin does it (see the module docstring)."""
+        host = self.node(host)
+        if isinstance(host, Workload):
+            raise LabError("workload %s cannot run inside workload %s" % (name, host.name))
+        if name in self.nodes:
+            raise LabError("node %s exists" % name)
+        if not re.match(r"^[A-Za-z0-9_.-]+$", name):
+            raise LabError("bad workload name %r" % name)
+        host_ifname = host_ifname or workload_ifname(name)
+        if len(host_ifname) > 15:
+            raise LabError("interface name %r is longer than 15 characters" % host_ifname)
+        taken = set(host.interfaces) | {w.host_ifname for w in host.workloads.values()}
+        if host_ifname in taken:
+            raise LabError("node %s already has interface %s" % (host.name, host_ifname))
+        addrs = [_ip(a) for a in addrs]
+        if not addrs:
+            raise LabError("workload %s needs at least one address" % name)
+        ns = self._add_netns(name)
+        wl = Workload(self, name, ns, host, host_ifname)
+        self.nodes[name] = wl
+        self._namespace_sysctls(ns)
+        self._ip(["link", "add", host_ifname, "address", WORKLOAD_HOST_MAC, "type", "veth", "peer", "name", "eth0",
+                  "netns", ns], netns=host.netns)
+        hsys = {
+            "net/ipv4/conf/%s/proxy_arp" % host_ifname: "1",
+            "net/ipv4/neigh/%s/proxy_delay" % host_ifname: "0",
+            "net/ipv6/conf/%s/proxy_ndp" % host_ifname: "1",
+            "net/ipv6/conf/%s/accept_dad" % host_ifname: "0",
+            "net/ipv6/conf/%s/accept_ra" % host_ifname: "0",
+            "net/ipv6/conf/%s/disable_ipv6" % host_ifname: "0",
+            "net/ipv4/conf/%s/rp_filter" % host_ifname: "0",
+            "net/ipv4/conf/%s/route_localnet" % host_ifname: "1",
+            "net/ipv4/conf/%s/forwarding" % host_ifname: "1",
+            "net/ipv6/conf/%s/forwarding" % host_ifname: "1",
+        }
+        if not host.workloads:  # the first pod makes the node a router (set_forwarding(False) undoes it)
+            hsys.update({"net/ipv4/ip_forward": "1", "net/ipv6/conf/all/forwarding": "1"})
+        self._write_sysctls(host.netns, hsys)
+        hcmds = ["link set %s up" % host_ifname] + ["route replace %s dev %s" % (_host(a), host_ifname) for a in addrs]
+        if mtu:
+            hcmds.insert(0, "link set %s mtu %d" % (host_ifname, mtu))
+        self._ip_batch(host.netns, hcmds)
+        wl._sysctls("eth0")
+        wcmds = ["link set lo up", "link set eth0 up"]
+        if mtu:
+            wcmds.insert(0, "link set eth0 mtu %d" % mtu)
+        wcmds += ["addr add %s dev eth0%s" % (_host(a), " nodad" if ":" in a else "") for a in addrs]
+        wcmds += ["route replace %s/32 dev eth0 scope link" % WORKLOAD_GATEWAY4,
+                  "route replace default via %s dev eth0" % WORKLOAD_GATEWAY4,
+                  "route replace ::/0 via %s dev eth0" % WORKLOAD_GATEWAY6]
+        self._ip_batch(ns, wcmds)
+        wl.interfaces["eth0"] = Interface("eth0", "", host_ifname, [_host(a) for a in addrs], True)
+        host.workloads[name] = wl
+        self._sync_routes()
+        wl.agent = Agent(ns, os.path.join(self.tmpdir, "%s.agent.log" % name))
+        return wl
+
+    def node_of_address(self, address: str) -> Optional[Node]:
+        """The node (or workload) that has ``address``, or None."""
+        address = _ip(address)
+        for node in self.nodes.values():
+            if address in node.addresses:
+                return node
+        return None
+
+    def static_neighbours(self):
+        """Permanent IPv6 neighbour entries between every pair of nodes on a shared bridge, for all
+        their addresses: a default-deny host endpoint (Calico's and hostfw's) does not open ICMPv6
+        neighbour discovery, and these tests are about policy, not about ND."""
+        macs = {}
+        for node in self.nodes.values():
+            if isinstance(node, Workload):
+                continue
+            for iface in node.interfaces.values():
+                out = node.exec([which("ip"), "-j", "link", "show", iface.name]).stdout
+                macs[(node.name, iface.name)] = json.loads(out)[0]["address"]
+        for node in self.nodes.values():
+            if isinstance(node, Workload):
+                continue
+            cmds = []
+            for iface in node.interfaces.values():
+                for peer in self.nodes.values():
+                    if peer is node or isinstance(peer, Workload):
+                        continue
+                    for piface in peer.interfaces.values():
+                        if piface.bridge != iface.bridge:
+                            continue
+                        for addr in piface.addrs:
+                            if ":" in addr:
+                                cmds.append("neigh replace %s lladdr %s dev %s nud permanent" % (
+                                    _ip(addr), macs[(peer.name, piface.name)], iface.name))
+            self._ip_batch(node.netns, cmds)
 
     def node(self, name_or_node: Union[str, Node]) -> Node:
         if isinstance(name_or_node, Node):
@@ -628,8 +884,11 @@ class Lab:
                    concurrency: Optional[int] = None) -> List[ProbeResult]:
         """Send every flow (concurrently, all source nodes at once); results in input order.
 
-        Destinations listen on every probed TCP/UDP port first.  A dropped flow costs ``timeout``
-        seconds (default: the lab's, 0.5 s); up to ``concurrency`` flows per source node are in flight.
+        Destinations listen on every probed TCP/UDP port first, except on a port some node DNATs
+        (``add_dnat``: the DNAT's target listens instead, so that a missed DNAT cannot connect).  A
+        dropped flow costs ``timeout`` seconds (default: the lab's, 0.5 s); up to ``concurrency``
+        flows per source node are in flight.  ``raw`` flows (``ip_proto``) are one-way, judged like
+        ICMP other than echo: allowed when the destination's receiver saw the packet.
         """
         timeout = self.timeout if timeout is None else timeout
         concurrency = concurrency or self.concurrency
@@ -640,9 +899,12 @@ class Lab:
         raw: Dict[int, str] = {}
         wire = []
         addresses = {name: set(node.addresses) for name, node in self.nodes.items()}
+        dnatted = {(d.address, d.protocol, d.port) for node in self.nodes.values() for d in node.dnats}
         for i, flow in enumerate(flows):
-            if flow.protocol not in ("tcp", "udp", "icmp"):
-                raise LabError("flow %s: protocol must be tcp, udp or icmp" % flow)
+            if flow.protocol not in ("tcp", "udp", "icmp", "raw"):
+                raise LabError("flow %s: protocol must be tcp, udp, icmp or raw" % flow)
+            if (flow.protocol == "raw") != (flow.ip_proto is not None):
+                raise LabError("flow %s: ip_proto goes with protocol raw (and only with it)" % flow)
             src, dst = self.node(flow.src_node), self.node(flow.dst_node)
             if (":" in flow.src_ip) != (":" in flow.dst_ip):
                 raise LabError("flow %s mixes address families" % flow)
@@ -651,15 +913,19 @@ class Lab:
             if flow.protocol in ("tcp", "udp"):
                 if not flow.port:
                     raise LabError("flow %s needs a port" % flow)
-                (tcp if flow.protocol == "tcp" else udp).setdefault(dst.name, set()).add(int(flow.port))
+                if (_ip(flow.dst_ip), flow.protocol, int(flow.port)) not in dnatted:
+                    (tcp if flow.protocol == "tcp" else udp).setdefault(dst.name, set()).add(int(flow.port))
             nonce = secrets.token_hex(16)
             if flow.protocol == "icmp" and not self._is_echo(flow):
                 raw[i] = nonce
                 dst._sniff()
+            elif flow.protocol == "raw":
+                raw[i] = nonce
+                dst._sniff(int(flow.ip_proto))
             per_src.setdefault(src.name, []).append(i)
             wire.append({"src_ip": flow.src_ip, "dst_ip": flow.dst_ip, "protocol": flow.protocol,
                          "port": int(flow.port) if flow.port else 0, "icmp_type": flow.icmp_type,
-                         "icmp_code": flow.icmp_code, "nonce": nonce})
+                         "icmp_code": flow.icmp_code, "ip_proto": flow.ip_proto, "nonce": nonce})
         for name in set(tcp) | set(udp):
             self.nodes[name].listen(tcp.get(name, ()), udp.get(name, ()))
         # one request per source node, all in flight at once
@@ -689,7 +955,7 @@ class Lab:
                 agent._lock.release()  # pylint: disable=protected-access
         if errors:
             raise LabError("\n".join(errors))
-        if raw:  # ICMP other than echo: allowed when the destination received it
+        if raw:  # ICMP other than echo, other IP protocols: allowed when the destination received it
             by_dst: Dict[str, List[int]] = {}
             for i in raw:
                 by_dst.setdefault(self.node(flows[i].dst_node).name, []).append(i)

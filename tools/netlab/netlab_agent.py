@@ -13,6 +13,7 @@ Operations
                              from the address it was sent to (IP_PKTINFO / IPV6_PKTINFO).
   sniff_icmp                 start a raw ICMP/ICMPv6 receiver that remembers payload nonces; a raw
                              socket sees a packet only after the input hook accepted it.
+  sniff   protos=[n]         the same for other IP protocols (raw IPv4 and IPv6 sockets of protocol n)
   icmp_seen nonces=[hex]     -> the subset of nonces the receiver saw (and forgets them)
   probe flows=[...] timeout=s concurrency=n
                              -> one result per flow, in order: {"verdict", "detail", "elapsed"}
@@ -86,6 +87,7 @@ class Servers(threading.Thread):
         self.tcp_ports = set()
         self.udp_ports = set()
         self.sniffing = False
+        self.sniffed = set()  # other IP protocols with receivers
         self.seen = set()
         self.seen_lock = threading.Lock()
 
@@ -144,6 +146,20 @@ class Servers(threading.Thread):
                     self.sel.register(s, selectors.EVENT_READ, ("icmp", fam))
                 self.sniffing = True
             return True
+
+        return self.call(do)
+
+    def sniff(self, protos):
+        def do():
+            for proto in protos:
+                if proto in self.sniffed:
+                    continue
+                for fam in (socket.AF_INET, socket.AF_INET6):
+                    s = socket.socket(fam, socket.SOCK_RAW, int(proto))
+                    s.setblocking(False)
+                    self.sel.register(s, selectors.EVENT_READ, ("icmp", fam))
+                self.sniffed.add(proto)
+            return sorted(self.sniffed)
 
         return self.call(do)
 
@@ -277,6 +293,13 @@ class Probe:
             s.setblocking(False)
             s.bind((f["src_ip"], 0))
             s.sendto(pkt, (f["dst_ip"], 0))
+            return None
+        if proto == "raw":  # another IP protocol: the payload alone; verdict from the receiver
+            self.kind = "raw"
+            s = self.sock = socket.socket(fam, socket.SOCK_RAW, int(f["ip_proto"]))
+            s.setblocking(False)
+            s.bind((f["src_ip"], 0))
+            s.sendto(self.payload, (f["dst_ip"], 0))
             return None
         raise ValueError("unknown protocol %r" % proto)
 
@@ -448,6 +471,8 @@ def main():
                 result = servers.listen(req.get("tcp", ()), req.get("udp", ()))
             elif op == "sniff_icmp":
                 result = servers.sniff_icmp()
+            elif op == "sniff":
+                result = servers.sniff(req["protos"])
             elif op == "icmp_seen":
                 result = servers.icmp_seen(req["nonces"])
             elif op == "probe":
