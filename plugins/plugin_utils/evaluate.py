@@ -307,9 +307,11 @@ class Evaluator:
             if v is not None:
                 return v
         v = self._prednat(plan, iface, pkt, ct, trace)
-        if v is not None:
+        if v is not None and not (workload and v.allowed):
             return v
         if workload:
+            # A preDNAT Allow does not skip it: Felix's filter INPUT sends cali+ to the
+            # workload-to-host chain before it looks at the accept mark.
             # Felix's cali-wl-to-host: the ICMPv6 allowance, then the workload's own chain (whose
             # conntrack rules accept replies, e.g. of the host's connections to its pods, and drop
             # invalid packets), then DefaultEndpointToHostAction (§6).

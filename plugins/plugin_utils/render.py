@@ -215,7 +215,8 @@ class Renderer:
     # -- public -----------------------------------------------------------------------------
 
     def render(self, plan: HostPlan) -> str:
-        key = (plan.felix, tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints))
+        key = (plan.felix, tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints),
+               tuple((w.namespace, w.name) for w in plan.workloads))
         shape = self.shapes.get(key)
         if shape is None:
             # First host of its shape: render it directly and only remember the shape, so that a
@@ -234,7 +235,7 @@ class Renderer:
         table = self.table(plan)
         body = [set_text(s) for s in table.sets] + [chain_text(c) for c in table.chains]
         text = _TABLE.render(header=table.header, name=TABLE, body=body)
-        if _SLOT_RE.search(text) and not isinstance(plan.endpoints[0].hep if plan.endpoints else None, _StandIn):
+        if _SLOT_RE.search(text) and plan.host != _STAND_IN_HOST:
             # a shape placeholder leaked into a shared cache: a bug, never a table to load
             raise AssertionError("hostfw render: placeholder in the table of host %s" % plan.host)
         return text
@@ -248,6 +249,7 @@ class Renderer:
 
 
 _SLOT_RE = re.compile("\x01([0-9]+)\x01")
+_STAND_IN_HOST = "\x010\x01"  # the host name of a shape's stand-in plan (slot 0)
 _COMMENT_RE = re.compile(r'comment "([^"]*)"')
 _PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 
@@ -282,9 +284,9 @@ class _Shape:
     @classmethod
     def of(cls, renderer: "Renderer", plan: HostPlan) -> "_Shape":
         keep = tuple((ep.tiers, ep.profiles) for ep in plan.endpoints)
-        stand = HostPlan("\x010\x01", "\x011\x01",
+        stand = HostPlan(_STAND_IN_HOST, "\x011\x01",
                          tuple(EndpointPlan(_StandIn("\x01%d\x01" % (2 + i)), ep.iface, ep.tiers, ep.profiles)
-                               for i, ep in enumerate(plan.endpoints)), plan.felix)
+                               for i, ep in enumerate(plan.endpoints)), plan.felix, workloads=plan.workloads)
         text = renderer.render_direct(stand)
         pieces = _SLOT_RE.split(text)
         slots = (len(pieces) - 1) // 2

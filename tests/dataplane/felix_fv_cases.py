@@ -7,9 +7,7 @@ Every ``Case`` names the Felix test it translates (file, Describe/Context path, 
 it runs in (``TWO``: two hosts with a pod each, as Felix's ``StartNNodeTopology(2)``; ``ONE``: one
 host with two pods, as ``StartSingleNodeTopology``), the Calico documents of the world, and the
 connections Felix's test checks, with Felix's verdict (``Some`` = allowed, ``None`` = denied).
-Connections that hostfw gets wrong today because of a known bug carry ``bug="a"`` or ``bug="b"``
-(see ``BUGS``); test_felix_fv.py runs them as strict xfails, so that they must be unmarked once the
-compiler is fixed.  Cases marked ``origin="extension"`` or ``"adapted"`` are not in Felix's tests:
+Cases marked ``origin="extension"`` or ``"adapted"`` are not in Felix's tests:
 they carry Felix's documented semantics one step further (say so in docs/felix-fv-coverage.md).
 
 Felix's FV hosts run with Felix's compiled-in failsafe ports (hostfw's own default differs: no
@@ -26,16 +24,6 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 PORT = 8055  # Felix's test workloads listen on 8055
 TWO, ONE = "two", "one"
 ALLOW_ALL = "projectcalico-default-allow"
-
-BUGS = {
-    "a": "hostfw bug: host-to-own-pod (a)",
-    "b": "hostfw bug: host-to-own-pod (b)",
-}
-BUG_TEXT = {
-    "a": "with defaultEndpointToHostAction Drop, filter input drops everything from cali* before conntrack, "
-         "so the pod's reply to its own host (SYN-ACK, echo reply, UDP answer) is dropped",
-    "b": "a host with local workloads but no HostEndpoint gets no table, so its pods reach it freely",
-}
 
 # -- the labs ----------------------------------------------------------------------------------------
 
@@ -128,7 +116,6 @@ class Conn:
     proto: str = "tcp"
     via: Optional[str] = None
     families: Tuple[int, ...] = (4, 6)
-    bug: Optional[str] = None
     ip_proto: Optional[int] = None
     phase: int = 0  # connections of a later phase start after those of earlier ones have finished
 
@@ -174,17 +161,17 @@ def pod_to_pod(allowed=True):
     return [Conn("w0", "w1", allowed), Conn("w1", "w0", allowed)]
 
 
-def host_to_own_pod(bug="a", protocols=True):
+def host_to_own_pod(protocols=True):
     """expectHostToOwnPodTraffic: "host to own pod always allowed"; also UDP and ICMP (the pod's reply
     takes the same way back)."""
-    out = [some("n0", "w0", bug=bug), some("n1", "w1", bug=bug)]
+    out = [some("n0", "w0"), some("n1", "w1")]
     if protocols:
-        out += [some("n0", "w0", proto="udp", bug=bug), some("n0", "w0", proto="icmp", port=None, bug=bug)]
+        out += [some("n0", "w0", proto="udp"), some("n0", "w0", proto="icmp", port=None)]
     return out
 
 
-def host_to_own_pod_via_service(bug="a"):
-    return [some("n0", "w0", via="own0", bug=bug), some("n1", "w1", via="own1", bug=bug)]
+def host_to_own_pod_via_service():
+    return [some("n0", "w0", via="own0"), some("n1", "w1", via="own1")]
 
 
 def deny_host_to_remote_pod_via_service():
@@ -383,9 +370,8 @@ def ep_to_host_cases() -> List[Case]:
         pol = ", HEP-pol=%s" % hep_action if hep_action else ", HEP-pol="
         name = "INPUT=%s, ep-to-host=%s, HEP=%s%s, expected connectivity=%s" % (
             chain, action, hepcfg, pol, "Some" if allowed else "None")
-        bug = "b" if (hepcfg == "none" and chain == "ACCEPT" and not allowed) else None
-        conns = [Conn("w0", "n0", allowed, bug=bug), Conn("w1", "n1", allowed, bug=bug),
-                 Conn("w0", "n0", allowed, proto="icmp", port=None, bug=bug)] + [some("w0", "w1")]
+        conns = [Conn("w0", "n0", allowed), Conn("w1", "n1", allowed),
+                 Conn("w0", "n0", allowed, proto="icmp", port=None)] + [some("w0", "w1")]
         cid = "ep2host-%s-%s-%s-%s" % (chain.lower(), action.lower(), hepcfg.replace("*", "all"), hep_action.lower() or "na")
         cases.append(Case(cid, f + "(%s)" % name, TWO, docs, conns,
                           extra_tables={"n0": INPUT_DROP, "n1": INPUT_DROP} if chain == "DROP" else {},
@@ -588,7 +574,7 @@ def named_port_cases() -> List[Case]:
     return out
 
 
-# -- Calico documentation (not in Felix's FV): the bugs' own worlds, failsafes, blocklists ------------------------
+# -- Calico documentation (not in Felix's FV): hosts with pods, failsafes, blocklists ------------------------
 
 def docs_cases() -> List[Case]:
     n0 = LABS[TWO]["hosts"]["n0"]
@@ -600,7 +586,7 @@ def docs_cases() -> List[Case]:
         Case("docs-host-with-pods-no-hep", "Protect hosts: \"By default, Calico blocks all connections from a workload to "
              "its local host\" (DefaultEndpointToHostAction Drop), for a host with workloads and no HostEndpoint "
              "while another host has one", TWO, lambda w: [felix_config(), hep0] + _pods(w),
-             [none("w1", "n1", bug="b"), none("w1", "n1", port=22, bug="b"), none("w1", "n1", proto="icmp", port=None, bug="b"),
+             [none("w1", "n1"), none("w1", "n1", port=22), none("w1", "n1", proto="icmp", port=None),
               some("n1", "w1"), none("w0", "n0"), none("w0", "n0", port=22), some("w1", "n0", port=22),
               none("w1", "n0"), some("w1", "w0"), some("w0", "w1")],
              origin="docs", note="failsafes do not apply to a pod's own host (workload-to-host runs before the host "
@@ -613,7 +599,7 @@ def docs_cases() -> List[Case]:
              "the failsafe ports)", TWO, lambda w: [felix_config(), hep0] + _pods(w),
              [some("ext", "n0", port=22), none("ext", "n0"), some("n0", "ext", port=53, proto="udp"), none("n0", "ext"),
               some("n1", "n0", port=2379), none("n1", "n0"), none("w0", "n0", port=22), some("w1", "n0", port=22),
-              some("ext", "w0"), some("n0", "w0", bug="a")], origin="docs"),
+              some("ext", "w0"), some("n0", "w0")], origin="docs"),
         Case("docs-blocklist-prednat", "Calico docs, apply policy to forwarded traffic / GlobalNetworkSet blocklist: a "
              "preDNAT applyOnForward Deny from a network set", TWO,
              lambda w: [felix_config(), hep0_all, blocklist, open_8055,

@@ -13,7 +13,6 @@ answer.
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings

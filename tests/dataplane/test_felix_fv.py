@@ -7,13 +7,9 @@ Each case of felix_fv_cases.py (one Felix ``It``/``Entry``, or one step of one) 
 ``compile_documents``, every host's rendered table is loaded into the host's namespace of a small
 cluster (hosts, pods behind ``cali*`` veths, outside machines, service DNATs: tools/netlab/cluster.py),
 and the connections Felix's test checks are made for real (TCP, UDP, ICMP echo, raw IP; IPv4 and,
-where both ends have it, IPv6).  A case's connections are split by the known hostfw bug that breaks
-them: ``test_felix_case[<case>]`` holds the ones hostfw must already get right,
-``test_felix_case[<case>-bug-a]`` / ``-bug-b`` the ones a known bug breaks, as strict xfails (they
-fail the suite once they pass: remove their ``bug=`` then).  Along the way, every connection the
-evaluator can judge is compared with the kernel (``test_zz_evaluator_agrees_with_the_kernel``, known
-evaluator bugs in ``EVALUATOR_GAPS`` as strict xfails) and with Felix's verdict
-(``test_zz_evaluator_gives_felix_verdicts``).  ``HOSTFW_FELIX_FV_REPORT=<path>`` writes every
+where both ends have it, IPv6): ``test_felix_case[<case>]``.  Along the way, every connection the
+evaluator can judge is compared with the kernel (``test_zz_evaluator_agrees_with_the_kernel``) and
+with Felix's verdict (``test_zz_evaluator_gives_felix_verdicts``).  ``HOSTFW_FELIX_FV_REPORT=<path>`` writes every
 connection with Felix's, the kernel's and the evaluator's verdicts as JSON.  The case list, with what
 is left out and why, is docs/felix-fv-coverage.md.
 """
@@ -31,7 +27,7 @@ import pytest
 import netlab
 from cluster import ClusterWorld, Disagreement
 from differential import Expectation
-from felix_fv_cases import BUG_TEXT, BUGS, LABS, Case, Conn, all_cases
+from felix_fv_cases import LABS, Case, Conn, all_cases
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 
@@ -43,28 +39,7 @@ RESULTS: Dict[str, List[Tuple[Conn, netlab.Flow, netlab.ProbeResult, Optional[Ex
 DISAGREEMENTS: List[Disagreement] = []
 STATS = {"flows": 0, "answered": 0, "cases": 0, "seconds": 0.0}
 
-# Where the evaluator (Compilation.evaluator) and the kernel disagree today: case id -> why.  Each is a
-# strict xfail of test_zz_evaluator_gap (remove it once the evaluator is fixed); any other disagreement
-# fails test_zz_evaluator_agrees_with_the_kernel.
-EVALUATOR_GAPS = {
-    "ep2host-accept-drop-all-pre-dnat-allow":
-        "evaluator bug: a preDNAT Allow on pod-to-host traffic returns before defaultEndpointToHostAction "
-        "(Felix, and the rendered table, enforce both)",
-}
 REPORT_ENV = "HOSTFW_FELIX_FV_REPORT"  # a path: write every case's connections and verdicts there as JSON
-
-
-def _params():
-    out = []
-    for case in CASES.values():
-        groups = sorted({c.bug for c in case.conns}, key=lambda b: b or "")
-        for bug in groups:
-            if bug is None:
-                out.append(pytest.param(case.id, None, id=case.id))
-            else:
-                out.append(pytest.param(case.id, bug, id="%s-bug-%s" % (case.id, bug),
-                                        marks=pytest.mark.xfail(strict=True, reason=BUGS[bug])))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -150,15 +125,13 @@ def run_case(case: Case, world: ClusterWorld):
     return RESULTS[case.id]
 
 
-@pytest.mark.parametrize("case_id, bug", _params())
-def test_felix_case(clusters, case_id, bug):  # pylint: disable=redefined-outer-name
+@pytest.mark.parametrize("case_id", sorted(CASES))
+def test_felix_case(clusters, case_id):  # pylint: disable=redefined-outer-name
     case = CASES[case_id]
     outcome = run_case(case, clusters(case.lab))
-    mine = [(c, f, r) for c, f, r, _a in outcome if c.bug == bug]
-    assert mine, "case %s has no connection for bug %s" % (case_id, bug)
-    wrong = ["%s  [%s]  kernel: %s" % (c.label(), f, r) for c, f, r in mine if r.allowed != c.allowed]
-    header = "%s\nFelix: %s%s" % (case_id, case.felix, "\nknown bug: " + BUG_TEXT[bug] if bug else "")
-    assert not wrong, header + "\n" + "\n".join(wrong)
+    assert outcome, "case %s has no connection" % case_id
+    wrong = ["%s  [%s]  kernel: %s" % (c.label(), f, r) for c, f, r, _a in outcome if r.allowed != c.allowed]
+    assert not wrong, "%s\nFelix: %s\n%s" % (case_id, case.felix, "\n".join(wrong))
 
 
 def test_a_pod_is_plumbed_like_calico(clusters):  # pylint: disable=redefined-outer-name
@@ -184,9 +157,9 @@ def test_coverage_doc_lists_every_case():
     path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "felix-fv-coverage.md")
     with open(path, encoding="utf-8") as fh:
         text = fh.read()
-    missing = [c for c in CASES if "`[%s]`" % c not in text and "`[%s-bug-" % c not in text]
+    missing = [c for c in CASES if "`[%s]`" % c not in text]
     assert not missing, "not in docs/felix-fv-coverage.md: %s" % ", ".join(missing)
-    named = set(re.findall(r"`\[([a-z0-9-]+?)(?:-bug-[ab])?\]`", text))
+    named = set(re.findall(r"`\[([a-z0-9-]+)\]`", text))
     unknown = sorted(named - set(CASES))
     assert not unknown, "docs/felix-fv-coverage.md names cases that do not exist: %s" % ", ".join(unknown)
 
@@ -197,8 +170,7 @@ def _ran():
 
 
 def test_zz_evaluator_agrees_with_the_kernel():
-    """Every connection the evaluator can judge, over all cases run above: the kernel must agree
-    (except in the cases of EVALUATOR_GAPS)."""
+    """Every connection the evaluator can judge, over all cases run above: the kernel must agree."""
     _ran()
     print("\n%d cases, %d connections (%.1f s); the evaluator answered %d and disagreed with the kernel on %d" % (
         STATS["cases"], STATS["flows"], STATS["seconds"], STATS["answered"], len(DISAGREEMENTS)))
@@ -206,37 +178,20 @@ def test_zz_evaluator_agrees_with_the_kernel():
         print("  " + str(d))
     _write_report()
     assert STATS["answered"] >= STATS["flows"] // 2, STATS
-    unexplained = [str(d) for d in DISAGREEMENTS if d.world not in EVALUATOR_GAPS]
-    assert not unexplained, "\n".join(unexplained)
-
-
-@pytest.mark.parametrize("case_id", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=why))
-                                     for c, why in sorted(EVALUATOR_GAPS.items())])
-def test_zz_evaluator_gap(case_id):
-    """A known evaluator bug (strict xfail): the kernel and the evaluator disagree in this case."""
-    _ran()
-    if case_id not in RESULTS:
-        pytest.skip("case %s did not run" % case_id)
-    wrong = [str(d) for d in DISAGREEMENTS if d.world == case_id]
-    assert not wrong, EVALUATOR_GAPS[case_id] + "\n" + "\n".join(wrong)
+    assert not DISAGREEMENTS, "\n".join(str(d) for d in DISAGREEMENTS)
 
 
 def test_zz_evaluator_gives_felix_verdicts():
-    """Where the evaluator answers, it must give Felix's verdict too, except on the connections a known
-    bug breaks (the evaluator shares bug (a): it judges a pod's reply to its host as new traffic) and in
-    the cases of EVALUATOR_GAPS."""
+    """Where the evaluator answers, it must give Felix's verdict too."""
     _ran()
-    shared, wrong = [], []
+    wrong = []
     for case_id, outcome in RESULTS.items():
         for conn, flow, _res, ans in outcome:
             if ans is None or ans.allowed == conn.allowed:
                 continue
             verdict = "allow" if ans.allowed else "deny"
             line = "[%s] %s [%s]: evaluator %s (%s)" % (case_id, conn.label(), flow, verdict, ans.reason)
-            (shared if conn.bug or case_id in EVALUATOR_GAPS else wrong).append(line)
-    print("\nthe evaluator differs from Felix on %d connections a known bug breaks:" % len(shared))
-    for line in shared:
-        print("  " + line)
+            wrong.append(line)
     assert not wrong, "\n".join(wrong)
 
 
@@ -248,7 +203,7 @@ def _write_report():
     for case_id, outcome in RESULTS.items():
         case = CASES[case_id]
         cases.append({"id": case_id, "felix": case.felix, "origin": case.origin, "lab": case.lab, "connections": [
-            {"conn": c.label(), "flow": str(f), "felix": "allow" if c.allowed else "deny", "bug": c.bug,
+            {"conn": c.label(), "flow": str(f), "felix": "allow" if c.allowed else "deny",
              "kernel": "%s (%s)" % (r.verdict, r.detail),
              "evaluator": None if a is None else "%s: %s" % ("allow" if a.allowed else "deny", a.reason)}
             for c, f, r, a in outcome]})

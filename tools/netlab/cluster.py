@@ -78,6 +78,7 @@ class ClusterWorld:
     outside: Dict[str, Sequence[str]] = field(default_factory=dict)
     comp: Optional[Compilation] = None
     extra: Dict[str, List[Tuple[str, str]]] = field(default_factory=dict)  # host -> [(family, table)]
+    _forwarding: Dict[str, bool] = field(default_factory=dict)  # host -> ip_forward, read once per load()
 
     # -- the topology ---------------------------------------------------------------------------
 
@@ -117,6 +118,7 @@ class ClusterWorld:
         """Load ``comp``'s table into every host that has one (and remove it where there is none),
         replace the extra tables (``{host: nft text}``), flush every conntrack table."""
         self.comp = comp
+        self._forwarding = {}
         for host, tables in self.extra.items():
             for family, name in tables:
                 self.lab.node(host).nft(["delete", "table", family, name])
@@ -195,6 +197,12 @@ class ClusterWorld:
         return (Packet(flow.src_ip, dst_ip, proto, sport=SPORT, dport=port),
                 Packet(dst_ip, flow.src_ip, proto, sport=port, dport=SPORT))
 
+    def _forwards(self, host: str) -> bool:
+        """Whether ``host`` routes between interfaces (its ip_forward; read once per load())."""
+        if host not in self._forwarding:
+            self._forwarding[host] = self.lab.node(host).forwarding()
+        return self._forwarding[host]
+
     def _judge(self, hop: _Hop, pkt: Packet, ct: str):
         ev = self.comp.evaluator
         plan = self.comp.plan(hop.host) if hop.host in self.comp.hosts else None
@@ -225,6 +233,8 @@ class ClusterWorld:
         for hop in hops:
             if hop.host in self.extra:
                 return None
+            if hop.kind == "fwd" and not self._forwards(hop.host):
+                return None  # routing, not policy: a host with forwarding off routes nothing
             plan = self.comp.plan(hop.host) if hop.host in self.comp.hosts else None
             if plan is None and self.lab.node(hop.host).workloads:
                 return None
