@@ -1,4 +1,4 @@
-#!/usr/bin/env python3
+#!/usr/bin/env python
 # -*- coding: utf-8 -*-
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -13,7 +13,6 @@ bounds, nested items and properties, CEL rules by message) and drops the descrip
 diff: a field that Calico added or removed changes what hostfw accepts.
 """
 
-import pprint
 import sys
 
 import yaml
@@ -37,6 +36,20 @@ def compact(schema):
     if "x-kubernetes-validations" in schema:
         out["cel"] = [v["message"] for v in schema["x-kubernetes-validations"]]
     return out
+
+
+def fmt(value, indent, width=110):
+    """A Python literal of ``value`` that pep8 accepts: on one line when it fits, else one item per
+    line with hanging indents."""
+    one = repr(value)
+    if len(one) + indent <= width or not isinstance(value, (dict, list)):
+        return one
+    pad = " " * (indent + 4)
+    if isinstance(value, dict):
+        items = ["%s%r: %s," % (pad, k, fmt(v, indent + 4, width)) for k, v in sorted(value.items())]
+        return "{\n" + "\n".join(items) + "\n" + " " * indent + "}"
+    items = ["%s%s," % (pad, fmt(v, indent + 4, width)) for v in value]
+    return "[\n" + "\n".join(items) + "\n" + " " * indent + "]"
 
 
 def main(argv):
@@ -63,11 +76,11 @@ def main(argv):
     print("")
     print("SOURCE = %r" % argv[2])
     print("")
-    print("SPEC_CEL = %s" % pprint.pformat(spec_cel, width=110))
+    print("SPEC_CEL = %s" % fmt(spec_cel, 0))
     print("")
-    print("DOCUMENT_CEL = %s" % pprint.pformat(doc_cel, width=110))
+    print("DOCUMENT_CEL = %s" % fmt(doc_cel, 0))
     print("")
-    print("FIELDS = %s" % pprint.pformat(fields, width=110, sort_dicts=True))
+    print("FIELDS = %s" % fmt(fields, 0))
     return 0
 
 

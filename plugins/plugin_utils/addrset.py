@@ -145,7 +145,6 @@ class AddrSet:
         return _elements(self.family, self.intervals)
 
 
-
 @lru_cache(maxsize=1 << 14)
 def _elements(family: int, intervals: Tuple[Interval, ...]) -> List[str]:
     _need_netaddr()

@@ -86,14 +86,12 @@ class Setting:
 # Parsers of the settings hostfw uses
 # ----------------------------------------------------------------------------------------------
 
-def _choice(*choices: str) -> Parser:
-    """A case-insensitive choice (Felix's ``oneof(...)``), "" = unset."""
+def _choice(what: str, *choices: str) -> Parser:
+    """A case-insensitive choice (Felix's ``oneof(...)``) named ``what`` in messages, "" = unset."""
 
     def parse(c: Scope, value: Any, path: str) -> Any:
         if value == "":
             return None
-        what = {"defaultEndpointToHostAction": "an endpoint-to-host action"}.get(path.rsplit(".", 1)[-1],
-                                                                              "a deny action")
         return checks.enum(c, value, path, choices, what, ignore_case=True)
 
     return parse
@@ -286,7 +284,7 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("failsafeInboundHostPorts", "failsafe_inbound", DEFAULT_FAILSAFE_INBOUND, parse_failsafes),
     Setting("failsafeOutboundHostPorts", "failsafe_outbound", DEFAULT_FAILSAFE_OUTBOUND, parse_failsafes),
     Setting("defaultEndpointToHostAction", "default_endpoint_to_host_action", "Drop",
-            _choice("Drop", "Accept", "Return")),
+            _choice("an endpoint-to-host action", "Drop", "Accept", "Return")),
     Setting("interfacePrefix", "interface_prefixes", ("cali",), _interface_list(allow_regex=False)),
     Setting("interfaceExclude", "interface_exclude", ("kube-ipvs0",), _interface_list(allow_regex=True)),
     Setting("disableConntrackInvalidCheck", "disable_conntrack_invalid_check", False, _boolean),
@@ -294,8 +292,8 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("logActionRateLimit", "log_action_rate_limit", None, _rate, rule_text=True),
     Setting("logActionRateLimitBurst", "log_action_rate_limit_burst", None, _burst, rule_text=True),
     # Felix in nftables mode uses nftablesFilterDenyAction; hostfw also honours the iptables one.
-    Setting("nftablesFilterDenyAction", "deny_action", "Drop", _choice("Drop", "Reject"), rule_text=True),
-    Setting("iptablesFilterDenyAction", "deny_action", "Drop", _choice("Drop", "Reject"), rule_text=True),
+    Setting("nftablesFilterDenyAction", "deny_action", "Drop", _choice("a deny action", "Drop", "Reject"), rule_text=True),
+    Setting("iptablesFilterDenyAction", "deny_action", "Drop", _choice("a deny action", "Drop", "Reject"), rule_text=True),
 )
 
 _BY_FIELD: Dict[str, Setting] = {s.field: s for s in SETTINGS}
@@ -307,7 +305,7 @@ def _make_config_class():
     fields = []
     for attr in _ATTRS:
         default = next(s.default for s in SETTINGS if s.attr == attr)
-        fields.append((attr, Any, dataclasses.field(default=default)))
+        fields.append((attr, Any, dataclasses.field(default=default)))  # pylint: disable=invalid-field-call
     cls = dataclasses.make_dataclass("FelixConfig", fields, frozen=True)
     cls.__module__ = __name__
     cls.__doc__ = ("The FelixConfiguration values of one node that matter for host protection: every "

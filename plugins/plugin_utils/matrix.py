@@ -236,6 +236,6 @@ def to_markdown(matrix: Dict) -> str:
         lines += ["", "## Hosts to their own workloads", "",
                   "| node | workload | probe | verdict | reason |", "|---|---|---|---|---|"]
         for c in local:
-            lines.append("| %s | %s | %s | %s | %s |" % (c["node"], c["workload"], probe_label(c),
-                                                       "allow" if c["verdict"] == ALLOW else "DENY", c["reason"]))
+            verdict = "allow" if c["verdict"] == ALLOW else "DENY"
+            lines.append("| %s | %s | %s | %s | %s |" % (c["node"], c["workload"], probe_label(c), verdict, c["reason"]))
     return "\n".join(lines) + "\n"
