@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from hypothesis import strategies as st
+
 
 def doc(kind, name, spec, labels=None, namespace=None):
     meta = {"name": name}
@@ -92,4 +94,101 @@ def rich_world_rejecting():
     for d in docs:
         if d["kind"] == "FelixConfiguration":
             d["spec"]["nftablesFilterDenyAction"] = "Reject"
+    return docs
+
+
+# -- small document helpers and random worlds (the differential and compatibility tests) ----------
+
+def hep(name, node, ips, iface="*", labels=None, profiles=()):
+    spec = {"node": node, "interfaceName": iface, "expectedIPs": list(ips)}
+    if profiles:
+        spec["profiles"] = list(profiles)
+    return doc("HostEndpoint", name, spec, labels or {"role": "node"})
+
+
+def wep(name, ns, ips, labels):
+    return doc("WorkloadEndpoint", name, {"interfaceName": "cali" + name[:11], "ipNetworks": list(ips)}, labels, ns)
+
+
+def gnp(name, **spec):
+    spec.setdefault("selector", "all()")
+    return doc("GlobalNetworkPolicy", name, spec)
+
+
+LABEL_VALUES = {"role": ["web", "db"], "zone": ["a", "b"]}
+SELECTORS = ["all()", "role == 'web'", "role == 'db'", "zone == 'a'", "has(zone)", "role != 'web'",
+             "role in {'web', 'db'}", "!has(role)", "app == 'web'", "kind == 'ext'"]
+labels_st = st.fixed_dictionaries({}, optional={k: st.sampled_from(v) for k, v in LABEL_VALUES.items()})
+
+
+@st.composite
+def rules(draw, direction, can_pass=True):
+    out = []
+    for _index in range(draw(st.integers(0, 3))):
+        actions = ["Allow", "Allow", "Deny", "Log"] + (["Pass"] if can_pass else [])
+        rule = {"action": draw(st.sampled_from(actions))}
+        proto = draw(st.sampled_from([None, "TCP", "TCP", "UDP", "ICMP"]))
+        if proto:
+            rule["protocol"] = proto
+        if proto in ("TCP", "UDP") and draw(st.booleans()):
+            ports = draw(st.lists(st.sampled_from([22, 80, 443, 8080, "8000:8100", "20:25"]), min_size=1, max_size=3,
+                                  unique=True))
+            key = draw(st.sampled_from(["ports", "ports", "notPorts"]))
+            rule.setdefault("destination", {})[key] = ports
+        if proto == "ICMP" and draw(st.booleans()):
+            rule["icmp"] = {"type": 8}
+        peer = "source" if direction == "ingress" else "destination"
+        choice = draw(st.sampled_from(["none", "selector", "notSelector", "nets", "notNets"]))
+        if choice in ("selector", "notSelector"):
+            rule.setdefault(peer, {})[choice] = draw(st.sampled_from(SELECTORS))
+        elif choice == "nets":
+            pool = draw(st.sampled_from([["10.10.0.0/24", "10.20.0.5/32", "10.30.0.0/24", "198.51.100.0/24"],
+                                         ["fd10::/64", "fd20::/64", "2001:db8:99::/64"]]))
+            rule.setdefault(peer, {})["nets"] = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=2, unique=True))
+        elif choice == "notNets":
+            rule.setdefault(peer, {})["notNets"] = [draw(st.sampled_from(["10.20.0.0/16", "fd20::/64", "10.10.0.2/32"]))]
+        out.append(rule)
+    return out
+
+
+@st.composite
+def worlds(draw):
+    docs = []
+    n_hosts = draw(st.integers(2, 3))
+    for i in range(n_hosts):
+        ips = ["10.10.0.%d" % (i + 1)] + (["fd10::%d" % (i + 1)] if draw(st.booleans()) else [])
+        profiles = ["projectcalico-default-allow"] if draw(st.integers(0, 3)) == 0 else []
+        docs.append(hep("h%d" % i, "n%d" % i, ips, iface=draw(st.sampled_from(["*", "eth0"])),
+                        labels=draw(labels_st), profiles=profiles))
+    docs.append(wep("web", "prod", ["10.20.0.5/32", "fd20::5/128"], {"app": "web", "role": "web"}))
+    docs.append(wep("db", "prod", ["10.20.0.6/32"], {"app": "db", "zone": "a"}))
+    docs.append(doc("GlobalNetworkSet", "ext", {"nets": ["10.30.0.0/24", "fd30::/64"]}, {"kind": "ext"}))
+    if draw(st.booleans()):
+        docs.append(doc("FelixConfiguration", "default", {"nftablesFilterDenyAction": "Reject"}))
+    tiers = ["default"]
+    for name in draw(st.lists(st.sampled_from(["t1", "t2"]), max_size=2, unique=True)):
+        spec = {"defaultAction": draw(st.sampled_from(["Deny", "Pass"]))}
+        order = draw(st.sampled_from([None, 10, 2000000]))
+        if order is not None:
+            spec["order"] = order
+        docs.append(doc("Tier", name, spec))
+        tiers.append(name)
+    for j in range(draw(st.integers(1, 5))):
+        cls = draw(st.sampled_from(["normal"] * 6 + ["doNotTrack", "preDNAT"]))
+        spec = {"tier": draw(st.sampled_from(tiers)), "selector": draw(st.sampled_from(SELECTORS[:8]))}
+        order = draw(st.sampled_from([None, 1, 5, 10]))
+        if order is not None:
+            spec["order"] = order
+        if cls == "preDNAT":
+            spec.update(preDNAT=True, applyOnForward=True, ingress=draw(rules("ingress")))
+            spec["types"] = ["Ingress"]
+        else:
+            spec["ingress"] = draw(rules("ingress"))
+            spec["egress"] = draw(rules("egress"))
+            types = draw(st.sampled_from([None, ["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
+            if types:
+                spec["types"] = types
+            if cls == "doNotTrack":
+                spec.update(doNotTrack=True, applyOnForward=True)
+        docs.append(gnp("p%d" % j, **spec))
     return docs

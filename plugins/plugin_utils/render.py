@@ -26,6 +26,7 @@ Pass; FWD tells postrouting that a packet was forwarded.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -81,13 +82,28 @@ def _clear(bits: int) -> str:
     return "meta mark set meta mark & %s" % _mark(MASK_32 & ~bits)
 
 
-def comment(text: str) -> str:
-    """An nft comment: no double quotes, at most 128 bytes."""
-    text = text.replace('"', "'").replace("\n", " ")
+# Control characters (C0 with NUL, DEL, C1 with U+0085) and the Unicode line and paragraph
+# separators: a comment is one line of printable text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+COMMENT_MAX = 127  # bytes of a rule comment (nft keeps at most 128 with the terminating NUL)
+LOG_PREFIX_MAX = 126  # bytes of a log prefix (nft 1.0.9 refuses 127)
+
+
+def comment(text: str, limit: Optional[int] = COMMENT_MAX) -> str:
+    """The one escaping function of every comment hostfw writes, in rule comments
+    (``comment "..."``) and in ``#`` comment lines: control characters and line separators become a
+    space, double quotes become single quotes, and with ``limit`` the text is cut to that many
+    bytes (UTF-8, never inside a character), ending in "..." when cut."""
+    text = _UNPRINTABLE.sub(" ", text).replace('"', "'")
+    return truncate(text, limit) if limit is not None else text
+
+
+def truncate(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` UTF-8 bytes, ending in "..." when cut."""
     raw = text.encode("utf-8")
-    if len(raw) > 127:
-        text = raw[:124].decode("utf-8", "ignore") + "..."
-    return text
+    if len(raw) <= limit:
+        return text
+    return raw[:limit - 3].decode("utf-8", "ignore") + "..."
 
 
 @dataclass
@@ -125,6 +141,10 @@ class NftChain:
     def add(self, expr: str, note: Optional[str] = None) -> None:
         self.rules.append(NftRule(expr, comment(note) if note else None))
 
+    def note(self, text: str) -> None:
+        """A ``#`` comment line in the chain (kept by nft -f, never loaded into the kernel)."""
+        self.rules.append(NftRule("# " + comment(text)))
+
 
 @dataclass
 class Table:
@@ -133,13 +153,15 @@ class Table:
     chains: List[NftChain]
 
 
+# Sets and chains carry their description as a "#" line: nft before 0.9.8 (Ubuntu 20.04, RHEL 8)
+# refuses set and chain comments; rule comments work everywhere.
 SET_TEMPLATE = """\
+\t# {{ s.comment }}
 \tset {{ s.name }} {
 \t\ttype {{ s.type }}
 {%- if s.interval %}
 \t\tflags interval
 {%- endif %}
-\t\tcomment "{{ s.comment }}"
 {%- if s.elements %}
 \t\telements = {
 {%- for e in s.elements %}
@@ -171,7 +193,8 @@ def _addr_set(ref: AddrRef, family: int) -> NftSet:
     network set of 100,000 host addresses) and matches the same packets."""
     elements = ref.addrs.elements()
     interval = any("/" in e for e in elements)
-    return NftSet(ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", interval, comment(ref.comment), elements)
+    return NftSet(ref.name, "ipv4_addr" if family == 4 else "ipv6_addr", interval, comment(ref.comment, None),
+                  elements)
 
 
 def set_text(s: "NftSet") -> str:
@@ -185,15 +208,32 @@ def chain_text(c: "NftChain") -> str:
     (a template render per chain costs more than the rest of the host); the table skeleton and the
     sets, rendered once and shared, go through the Jinja2 templates."""
     if c.text is None:
-        lines = ["\tchain %s {" % c.name]
-        if c.comment:
-            lines.append('\t\tcomment "%s"' % c.comment)
+        lines = ["\t# " + c.comment] if c.comment else []
+        lines.append("\tchain %s {" % c.name)
         if c.hook:
             lines.append("\t\t" + c.hook)
         lines.extend("\t\t" + r.line for r in c.rules)
         lines.append("\t}\n")
         c.text = "\n".join(lines)
     return c.text
+
+
+def stable_order(parts: List[str], protocol: Optional[int]) -> List[str]:
+    """The match expressions of one rule in an order that every nft version from 0.9.3 lists, and
+    lists again after loading its own listing, identically.  nft 0.9.8 and older list
+    ``meta l4proto tcp ip saddr @s tcp dport 22`` as ``meta nfproto ipv4 ip saddr @s tcp dport 22``,
+    which lists as ``ip saddr @s tcp dport 22`` once loaded again.  So ``meta l4proto P`` is left
+    out where a header match of P follows (``tcp dport ...`` implies it), and otherwise comes after
+    the address matches, as do protocol negations."""
+    proto = [p for p in parts if p.startswith("meta l4proto ") and not p.startswith("meta l4proto .")]
+    if not proto:
+        return parts
+    rest = [p for p in parts if p not in proto]
+    name = PROTO_NAMES.get(protocol) if protocol is not None else None
+    if name is not None and any(p.startswith(name + " ") for p in rest):
+        proto = [p for p in proto if p != "meta l4proto " + name]
+    last_address = max((i for i, p in enumerate(rest) if p.startswith(("ip ", "ip6 "))), default=-1)
+    return rest[:last_address + 1] + proto + rest[last_address + 1:]
 
 
 class Renderer:
@@ -211,6 +251,13 @@ class Renderer:
         # endpoint) have tables that differ only in the host, node and endpoint names: the table
         # is rendered once per shape with placeholders, and per host the names are joined in.
         self.shapes: Dict[Tuple, _Shape] = {}
+        # The names in a shape's stand-in plan: a random token per renderer, so that no input
+        # (a selector, an annotation, a name) can contain one.
+        self.slot = "hfslot%s" % secrets.token_hex(8)
+        self.slot_re = re.compile(self.slot + "([0-9]+)z")
+
+    def slot_name(self, number: int) -> str:
+        return "%s%dz" % (self.slot, number)
 
     # -- public -----------------------------------------------------------------------------
 
@@ -235,7 +282,7 @@ class Renderer:
         table = self.table(plan)
         body = [set_text(s) for s in table.sets] + [chain_text(c) for c in table.chains]
         text = _TABLE.render(header=table.header, name=TABLE, body=body)
-        if _SLOT_RE.search(text) and plan.host != _STAND_IN_HOST:
+        if self.slot in text and plan.host != self.slot_name(0):
             # a shape placeholder leaked into a shared cache: a bug, never a table to load
             raise AssertionError("hostfw render: placeholder in the table of host %s" % plan.host)
         return text
@@ -248,8 +295,6 @@ class Renderer:
         return Table(header, sets, chains)
 
 
-_SLOT_RE = re.compile("\x01([0-9]+)\x01")
-_STAND_IN_HOST = "\x010\x01"  # the host name of a shape's stand-in plan (slot 0)
 _COMMENT_RE = re.compile(r'comment "([^"]*)"')
 _PLAIN_NAME_RE = re.compile(r"[A-Za-z0-9._:@+-]+\Z")
 
@@ -270,9 +315,9 @@ class _Shape:
 
     Filling the slots gives exactly what rendering the host directly gives, because the
     renderer only formats the names into lines and comments, and ``comment()`` changes a
-    comment only for double quotes, newlines and length: names are used only when they are
-    plain (letters, digits, ``._:@+-``) and short enough that no comment holding one can reach
-    the 127-byte limit (``budget``).  Any other host is rendered directly."""
+    comment only for control characters, double quotes and length: names are used only when
+    they are plain (letters, digits, ``._:@+-``) and short enough that no rule comment holding
+    one can reach the 127-byte limit (``budget``).  Any other host is rendered directly."""
 
     __slots__ = ("parts", "budget", "keep")
 
@@ -284,23 +329,23 @@ class _Shape:
     @classmethod
     def of(cls, renderer: "Renderer", plan: HostPlan) -> "_Shape":
         keep = tuple((ep.tiers, ep.profiles) for ep in plan.endpoints)
-        stand = HostPlan(_STAND_IN_HOST, "\x011\x01",
-                         tuple(EndpointPlan(_StandIn("\x01%d\x01" % (2 + i)), ep.iface, ep.tiers, ep.profiles)
+        stand = HostPlan(renderer.slot_name(0), renderer.slot_name(1),
+                         tuple(EndpointPlan(_StandIn(renderer.slot_name(2 + i)), ep.iface, ep.tiers, ep.profiles)
                                for i, ep in enumerate(plan.endpoints)), plan.felix, workloads=plan.workloads)
         text = renderer.render_direct(stand)
-        pieces = _SLOT_RE.split(text)
+        pieces = renderer.slot_re.split(text)
         slots = (len(pieces) - 1) // 2
-        if text.count("\x01") != 2 * slots:
-            return cls(None, 0, keep)  # a stray \x01 in the text (or a slot cut by truncation)
+        if text.count(renderer.slot) != slots:
+            return cls(None, 0, keep)  # a slot cut by truncation
         budget = 1 << 30
         for m in _COMMENT_RE.finditer(text):
             body = m.group(1)
-            count = body.count("\x01") // 2
+            count = body.count(renderer.slot)
             if count:
-                if len(body.encode("utf-8")) > 120:
+                if len(body.encode("utf-8")) >= COMMENT_MAX:
                     return cls(None, 0, keep)  # maybe truncated already: filling could differ
-                fixed = len(_SLOT_RE.sub("", body).encode("utf-8"))
-                budget = min(budget, (127 - fixed) // count)  # at most 127 bytes: never truncated
+                fixed = len(renderer.slot_re.sub("", body).encode("utf-8"))
+                budget = min(budget, (COMMENT_MAX - fixed) // count)  # never truncated when filled
         parts = [int(p) if i % 2 else p for i, p in enumerate(pieces)]
         return cls(parts, budget, keep)
 
@@ -363,7 +408,7 @@ class _HostRenderer:
         if ref.name not in self.sets:
             self.sets[ref.name] = self._shared_set(ref.name, lambda: NftSet(
                 ref.name, "%s . inet_proto . inet_service" % ("ipv4_addr" if ref.family == 4 else "ipv6_addr"),
-                False, comment(ref.comment),
+                False, comment(ref.comment, None),
                 ["%s . %s . %d" % (int_to_ip(ref.family, ip), PROTO_NAMES.get(proto, str(proto)), port)
                  for ip, proto, port in sorted(ref.members)]))
         return "@" + ref.name
@@ -430,7 +475,7 @@ class _HostRenderer:
         out = []
         for s in self._side_alternatives(m.src, m.family, m.protocol, "src"):
             for d in self._side_alternatives(m.dst, m.family, m.protocol, "dst"):
-                parts = head + s + d + icmp
+                parts = stable_order(head + s + d + icmp, m.protocol)
                 if m.family is not None and not any(p.startswith(("ip ", "ip6 ")) for p in parts):
                     parts.insert(0, "meta nfproto ipv%d" % m.family)
                 out.append(" ".join(parts))
@@ -443,7 +488,7 @@ class _HostRenderer:
             prefix = (prefix.replace("%t", tier).replace("%k", "gnp").replace("%n", name).replace("%p", name))
         else:
             prefix = "%s %s" % (prefix, owner)
-        prefix = comment(prefix + ": ")[:120]
+        prefix = truncate(comment(prefix + ": ", None)[:120], LOG_PREFIX_MAX)
         limit = self.felix.log_action_rate_limit or DEFAULT_LOG_LIMIT
         if self.felix.log_action_rate_limit and self.felix.log_action_rate_limit_burst:
             limit = "%s burst %d packets" % (limit, self.felix.log_action_rate_limit_burst)
@@ -544,7 +589,7 @@ class _HostRenderer:
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
         name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
         chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
-            policy.tier, policy.name, direction, MODE_LABEL[mode])))
+            policy.tier, policy.name, direction, MODE_LABEL[mode]), None))
         for rule in self.model.policy_rules(policy, direction):
             self._rule_lines(chain, rule, mode, "%s/%s %s[%d] %s" % (policy.tier, policy.name, direction,
                                                                      rule.index, rule.action))
@@ -757,7 +802,7 @@ class _HostRenderer:
         for p in prefixes:
             # Felix's cali-wl-to-host: the ICMPv6 allowance, the workload chain's conntrack rules
             # (replies to the host's own connections to its pods are accepted here), then the action.
-            inp.add('iifname "%s*" meta l4proto icmpv6 icmpv6 type { %s } accept'
+            inp.add('iifname "%s*" icmpv6 type { %s } accept'
                     % (p, ", ".join(str(t) for t in api.WORKLOAD_ICMPV6_TYPES)),
                     "workload to host: MLD and neighbour discovery, as Felix")
             inp.add('iifname "%s*" ct state established,related accept' % p,

@@ -122,7 +122,7 @@ def test_protocols_are_nft_keywords_or_numbers():
         text = CASES[case]()
         for proto in re.findall(r"meta l4proto (?:!= )?([a-z0-9-]+)", text):
             assert proto in ("tcp", "udp", "icmp", "icmpv6", "sctp", "udplite") or proto.isdigit(), (case, proto)
-    assert "meta l4proto icmpv6 icmpv6 type 128" in CASES["rich-n1"]()
+    assert "meta nfproto ipv6 icmpv6 type 128" in CASES["rich-n1"]()
 
 
 def _fleet_documents():
