@@ -264,7 +264,7 @@ def test_two_node_matrix_shows_every_cell_with_its_colour_and_reason(driver, two
     assert shown_panel["rows"]["Ingress"] == "allow: failsafe inbound tcp:22"
     assert shown_panel["rows"]["Egress"] == "allow: tier host-firewall policy node-egress egress rule 0 (Allow)"
     assert shown_panel["rows"]["Reason"] == ("ingress: failsafe inbound tcp:22; egress: tier host-firewall policy node-egress "
-                                            "egress rule 0 (Allow)")
+                                             "egress rule 0 (Allow)")
     assert shown_panel["rows"]["Source"] == "host/node-control-plane (HostEndpoint; 172.18.0.2)"
     os.makedirs(OUTPUT, exist_ok=True)
     assert driver.save_screenshot(os.path.join(OUTPUT, "matrix.png"))
@@ -307,8 +307,8 @@ def test_keyboard_moves_the_active_cell_and_opens_the_panel(driver, two_node, tm
     page.write_text(render(two_node.read_text(encoding="utf-8")), encoding="utf-8")
     load(driver, page)
     grid = driver.find_element(By.ID, "grid")
-    grid.send_keys(Keys.TAB)  # focus moves from the body into the page; then focus the grid itself
-    js(driver, "document.getElementById('grid').focus()")
+    driver.find_element(By.ID, "f-verdict").send_keys(Keys.TAB)  # the grid is the next stop in the tab order
+    assert driver.switch_to.active_element == grid
     grid.send_keys(Keys.ARROW_DOWN, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT, Keys.ENTER)
     # rows: calico-node, dev/frontend, ...; columns: control-plane TCP/22, TCP/10250, worker TCP/22, ...
     shown_panel = panel(driver)
