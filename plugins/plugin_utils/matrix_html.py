@@ -340,10 +340,11 @@ _JS = r"""
   var grid = $("grid"), wrap = $("grid-wrap"), last = null, headH = 0;
   function win() {
     var W = cellWidth();
-    var r0 = Math.max(0, Math.floor(wrap.scrollTop / ROW_H) - BUF_R);
-    var r1 = Math.min(rows.length, r0 + Math.ceil(wrap.clientHeight / ROW_H) + 2 * BUF_R);
-    var c0 = Math.max(0, Math.floor(wrap.scrollLeft / W) - BUF_C);
-    var c1 = Math.min(cols.length, c0 + Math.ceil(Math.max(wrap.clientWidth - SRC_W, W) / W) + 2 * BUF_C);
+    // the window starts on a multiple of the buffer, so that scrolling by less than a buffer draws nothing
+    var r0 = Math.max(0, (Math.floor(Math.floor(wrap.scrollTop / ROW_H) / BUF_R) - 1) * BUF_R);
+    var r1 = Math.min(rows.length, r0 + Math.ceil(wrap.clientHeight / ROW_H) + 3 * BUF_R);
+    var c0 = Math.max(0, (Math.floor(Math.floor(wrap.scrollLeft / W) / BUF_C) - 1) * BUF_C);
+    var c1 = Math.min(cols.length, c0 + Math.ceil(Math.max(wrap.clientWidth - SRC_W, W) / W) + 3 * BUF_C);
     return {r0: r0, r1: r1, c0: c0, c1: c1};
   }
   function col(width) { var c = el("col"); c.style.width = width + "px"; return c; }
