@@ -10,6 +10,7 @@
 # openssh-client/sshpass: molecule scenarios that reach containers over SSH (rollback)
 # python3-venv: `make venv`;  git, make: the repo's own tooling
 # (shellcheck) the shellcheck test of `ansible-test sanity` (skipped without it)
+# chromium/chromium-driver: the browser test of matrix.html (tests/integration/test_matrix_html.py)
 set -euo pipefail
 
 PACKAGES=(
@@ -26,6 +27,8 @@ PACKAGES=(
     shellcheck
     make
     ca-certificates
+    chromium
+    chromium-driver
 )
 
 missing=()

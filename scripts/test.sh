@@ -139,7 +139,7 @@ stage_build() {
         echo "-- render examples/two-node-cluster with the installed collection"
         ANSIBLE_COLLECTIONS_PATH="$tmp/collections" ansible-playbook -i "$tmp/inventory/inventory.yml" hostfw.nftables.render \
             -e "hostfw_output_dir=$tmp/render" >"$tmp/render.log" 2>&1 || { cat "$tmp/render.log"; exit 1; }
-        for f in policy-llm-control-plane.nft policy-llm-worker.nft matrix.json matrix.md; do
+        for f in policy-llm-control-plane.nft policy-llm-worker.nft matrix.json matrix.md matrix.html; do
             [[ -s "$tmp/render/$f" ]] || { echo "FAIL: the render wrote no $f" >&2; exit 1; }
         done
         "$PY" -c 'import json,sys; m=json.load(open(sys.argv[1])); assert len(m["cells"]) == 20, len(m["cells"])' \

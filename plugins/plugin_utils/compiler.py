@@ -19,12 +19,12 @@ rendered body.  ``timings`` records the seconds spent in each stage.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, errors, felix, files, proofs, resources, sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import (
+    api, errors, felix, files, matrix_html, proofs, resources, sources)
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import HostPlan, Model
@@ -202,10 +202,13 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
         matrix = comp.matrix(options.get("probes") or None)
         result["matrix_cells"] = len(matrix["cells"])
         if out_dir:
-            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.json"),
-                                              json.dumps(matrix, indent=2, sort_keys=True) + "\n", check_mode, diffs)
+            text = matrix_html.json_text(matrix)
+            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.json"), text, check_mode, diffs)
             changed |= files.write_if_changed(os.path.join(out_dir, "matrix.md"), comp.matrix_markdown(matrix),
                                               check_mode, diffs)
+            # the page embeds matrix.json byte for byte; too big for --diff output
+            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.html"), matrix_html.render(text),
+                                              check_mode, None)
         else:
             result["matrix"] = matrix
         comp.timings["matrix"] = time.perf_counter() - t2
@@ -232,7 +235,8 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
     elif out_dir:
         result["msg"] = "%s; written to %s: %d table(s)%s; stage timings (s): %s" % (
             result["summary"], out_dir, len(result["written"]),
-            ", matrix.json, matrix.md (%d cells)" % result["matrix_cells"] if "matrix_cells" in result else "",
+            ", matrix.json, matrix.md, matrix.html (%d cells)" % result["matrix_cells"] if "matrix_cells" in result
+            else "",
             result["timings"])
     return result
 

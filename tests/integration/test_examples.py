@@ -89,7 +89,7 @@ def test_selector_match_examples_run(tmp_path):
 
 def test_compile_examples_run(tmp_path):
     out = run_playbook(tmp_path, examples("plugins/modules/compile.py"))
-    assert sorted(os.listdir(tmp_path / "out")) == ["matrix.json", "matrix.md", "node1.nft", "node2.nft"]
+    assert sorted(os.listdir(tmp_path / "out")) == ["matrix.html", "matrix.json", "matrix.md", "node1.nft", "node2.nft"]
     verdict = list(task_results(out, "Show the verdict").values())[0]["msg"]
     assert verdict == "True: failsafe inbound tcp:22"
 

@@ -120,7 +120,7 @@ def test_output_dir_is_written_and_check_mode_writes_nothing(tmp_path):
     assert result["written"] == ["node1.nft", "node2.nft"]
     result = action(compile_action, {"output_dir": str(out)}).run(task_vars=task_vars(tmp_path))
     assert result["changed"] is True
-    assert sorted(os.listdir(out)) == ["matrix.json", "matrix.md", "node1.nft", "node2.nft"]
+    assert sorted(os.listdir(out)) == ["matrix.html", "matrix.json", "matrix.md", "node1.nft", "node2.nft"]
     again = action(compile_action, {"output_dir": str(out)}).run(task_vars=task_vars(tmp_path))
     assert again["changed"] is False
 
