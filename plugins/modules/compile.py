@@ -164,7 +164,10 @@ compiled:
   returned: always
   type: int
 refusals:
-  description: The failure messages of every host whose failsafe proof failed (empty when all are proven).
+  description:
+    - Why a host's failsafe proof failed, one line per host and cause (the ports and families one cause closes,
+      the deciding tier, policy and rule, the fix); empty when every host is proven. Each host's
+      C(failsafe_proof.messages) has the full list, one line per entry, family and interface.
   returned: always
   type: list
   elements: str

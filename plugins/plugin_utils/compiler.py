@@ -218,7 +218,7 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
         "changed": changed,
         "hosts": host_results if options.get("host_details", True) else {},
         "refusals": [m for h in sorted(host_results) for m in (host_results[h].get("failsafe_proof") or {})
-                     .get("messages", []) if not host_results[h]["failsafe_proof"]["ok"]],
+                     .get("refusals", [])],
         "written": sorted(os.path.basename(e["path"]) for e in host_results.values() if e.get("path")),
         "warnings_hostfw": comp.warnings,
         "timings": {k: round(v, 4) for k, v in sorted(comp.timings.items())},

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api, checks, errors, felix
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of, int_to_ip
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator, Packet
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import EGRESS, INGRESS, WILDCARD, HostPlan
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import EGRESS, INGRESS, NORMAL, WILDCARD, HostPlan
 
 # A sample source port for failsafe proofs: not itself a failsafe port.
 PROOF_SPORT = 43210
@@ -35,12 +35,17 @@ Entries = Tuple[api.FailsafeEntry, ...]
 
 @dataclass
 class Proof:
+    """``messages``: one line per entry, family and interface that fails; ``refusals``: the same,
+    one line per cause (what the rollout and the render show)."""
+
     ok: bool
     messages: List[str] = field(default_factory=list)
     checked: int = 0
+    refusals: List[str] = field(default_factory=list)
 
     def as_dict(self) -> Dict[str, Any]:
-        return {"ok": self.ok, "messages": list(self.messages), "checked": self.checked}
+        return {"ok": self.ok, "messages": list(self.messages), "checked": self.checked,
+                "refusals": list(self.refusals)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -127,14 +132,18 @@ def failsafe_proof(evaluator: Evaluator, plan: Optional[HostPlan], host: str, pr
 
     * every configured failsafe entry is accepted before any policy verdict, on every
       host-endpoint interface, through every stage (doNotTrack, preDNAT, normal);
-    * every *protected* entry is accepted for a new connection from an arbitrary address (from
-      an address of its net when it has one), even when a FelixConfiguration removed it from
-      the failsafes: a policy set that would close SSH, BGP or etcd is refused, naming the tier
-      and policy that would close it.
-    """
+    * every *protected* entry stays open: from its own net when it has one, else from some
+      source at all, an arbitrary address or one the operator configured for that port (the net
+      of a failsafe entry, or an address a policy Allow admits), even when a FelixConfiguration
+      removed it from the failsafes.  A policy set that closes SSH, BGP or etcd for every source is
+      refused, naming the tier, policy and rule that close it.
+
+    Only the address families the host uses are proven (those of its expectedIPs and
+    ``hostfw_interfaces``; both when it declares none).  ``messages`` has one line per entry,
+    family and interface; ``refusals`` one line per cause."""
     if plan is None:
         return Proof(True, ["host %s has no host endpoint: nothing is policed" % host])
-    problems: List[str] = []
+    findings: List[Dict[str, Any]] = []
     checked = 0
     ifaces = [ep.iface for ep in plan.endpoints]
     fin = set(plan.felix.failsafe_inbound)
@@ -143,32 +152,126 @@ def failsafe_proof(evaluator: Evaluator, plan: Optional[HostPlan], host: str, pr
              + [(e, EGRESS, True) for e in plan.felix.failsafe_outbound]
              + [(e, INGRESS, False) for e in protected_inbound if e not in fin]
              + [(e, EGRESS, False) for e in protected_outbound if e not in fout])
+    used = host_families(evaluator, plan)
     for entry, direction, configured in items:
         proto = 6 if entry.protocol == "tcp" else 17
-        families = [family_of(entry.net)] if entry.net else [4, 6]
+        families = [family_of(entry.net)] if entry.net else [f for f in (4, 6) if f in used]
         for fam in families:
-            remote = _address_in(entry.net) if entry.net else PROOF_SOURCES[fam]
             local = PROOF_DESTS[fam]
+            if entry.net:
+                remotes = [_address_in(entry.net)]
+            elif configured:
+                remotes = [PROOF_SOURCES[fam]]
+            else:
+                remotes = [PROOF_SOURCES[fam]] + _configured_peers(evaluator, plan, entry, direction, fam)
             for iface in ifaces:
                 checked += 1
-                if direction == INGRESS:
-                    pkt = Packet(remote, local, proto, sport=PROOF_SPORT, dport=entry.port)
-                    v = evaluator.input(plan, iface, pkt)
-                    what = "inbound"
-                else:
-                    pkt = Packet(local, remote, proto, sport=PROOF_SPORT, dport=entry.port)
-                    v = evaluator.output(plan, iface, pkt)
-                    what = "outbound"
-                where = "all interfaces (*)" if iface == WILDCARD else "interface " + iface
-                if configured and not v.reason.startswith("failsafe"):
-                    problems.append("failsafe %s %s (IPv%d) is not accepted first on %s of host %s: %s (%s)"
-                                    % (what, entry, fam, where, host, v.verdict, v.reason))
-                elif not configured and not v.allowed:
-                    problems.append("protected %s port %s (IPv%d) would be closed on %s of host %s by %s "
-                                    "(it is not a failsafe entry in the FelixConfiguration; allow it in a "
-                                    "policy, restore the failsafe, or remove it from hostfw_protected_ports)"
-                                    % (what, entry, fam, where, host, v.reason))
-    return Proof(not problems, problems, checked)
+                verdicts = []
+                for remote in remotes:
+                    if direction == INGRESS:
+                        v = evaluator.input(plan, iface, Packet(remote, local, proto, sport=PROOF_SPORT,
+                                                                dport=entry.port))
+                    else:
+                        v = evaluator.output(plan, iface, Packet(local, remote, proto, sport=PROOF_SPORT,
+                                                                 dport=entry.port))
+                    verdicts.append(v)
+                    if configured or v.allowed:
+                        break
+                v = verdicts[0]
+                failed = (not v.reason.startswith("failsafe")) if configured else not any(x.allowed for x in verdicts)
+                if failed:
+                    findings.append({"configured": configured, "direction": direction, "entry": entry, "family": fam,
+                                     "iface": iface, "verdict": v.verdict, "reason": v.reason,
+                                     "from_net": bool(entry.net), "peers": len(remotes) - 1})
+    messages = [_message(host, f) for f in findings]
+    return Proof(not findings, messages, checked, _refusals(host, findings))
+
+
+def host_families(evaluator: Evaluator, plan: HostPlan) -> Tuple[int, ...]:
+    """The address families a host uses: of its HostEndpoints' expectedIPs and its
+    ``hostfw_interfaces`` addresses; both when it declares no address."""
+    addrs = [ip for ep in plan.endpoints for ip in ep.hep.expected_ips]
+    for values in (evaluator.model.interfaces.get(plan.host) or {}).values():
+        addrs.extend(str(a).split("/", maxsplit=1)[0] for a in values)
+    families = tuple(sorted({family_of(a) for a in addrs}))
+    return families or (4, 6)
+
+
+def _configured_peers(evaluator: Evaluator, plan: HostPlan, entry: api.FailsafeEntry, direction: str,
+                      family: int, limit: int = 32) -> List[str]:
+    """Addresses the operator configured for ``entry``'s port: the nets of failsafe entries of the
+    same protocol and port, and the peer addresses (source nets and selector sets for ingress,
+    destinations for egress) of policy and profile Allow rules of the host's normal tiers."""
+    out: List[str] = []
+    failsafes = plan.felix.failsafe_inbound if direction == INGRESS else plan.felix.failsafe_outbound
+    for f in failsafes:
+        if f.net and f.protocol == entry.protocol and f.port == entry.port and family_of(f.net) == family:
+            out.append(_address_in(f.net))
+    model = evaluator.model
+    for ep in plan.endpoints:
+        rules = [r for tp in ep.tiers_for(NORMAL, direction) for p in tp.policies
+                 for r in model.policy_rules(p, direction)]
+        rules += [r for prof in ep.profiles for r in model.profile_rules(prof, direction)]
+        for rule in rules:
+            if rule.action != "Allow":
+                continue
+            for m in rule.variants:
+                if m.family not in (None, family):
+                    continue
+                side = m.src if direction == INGRESS else m.dst
+                for ref in (side.nets, side.sel):
+                    if ref is not None and ref.addrs and ref.addrs.family == family:
+                        out.append(int_to_ip(family, ref.addrs.intervals[0][0]))
+    seen: List[str] = []
+    for address in out:
+        if address not in seen:
+            seen.append(address)
+    return seen[:limit]
+
+
+def _where(iface: str) -> str:
+    return "all interfaces (*)" if iface == WILDCARD else "interface " + iface
+
+
+def _message(host: str, f: Dict[str, Any]) -> str:
+    what = "inbound" if f["direction"] == INGRESS else "outbound"
+    if f["configured"]:
+        return ("failsafe %s %s (IPv%d) is not accepted first on %s of host %s: %s (%s)"
+                % (what, f["entry"], f["family"], _where(f["iface"]), host, f["verdict"], f["reason"]))
+    scope = "from its net" if f["from_net"] else "for every source"
+    return ("protected %s port %s (IPv%d) would be closed %s on %s of host %s by %s (it is not a failsafe entry in "
+            "the FelixConfiguration; allow it in a policy, restore the failsafe, or remove it from "
+            "hostfw_protected_ports)" % (what, f["entry"], f["family"], scope, _where(f["iface"]), host, f["reason"]))
+
+
+def _refusals(host: str, findings: List[Dict[str, Any]]) -> List[str]:
+    """One line per host and cause: the entries, families and interfaces a cause closes together,
+    the deciding tier/policy/rule and the one fix."""
+    groups: Dict[Tuple, Dict[str, List]] = {}
+    for f in findings:
+        key = (f["configured"], f["direction"], f["from_net"], f["reason"])
+        g = groups.setdefault(key, {"entries": [], "families": [], "ifaces": []})
+        for name, value in (("entries", str(f["entry"])), ("families", f["family"]), ("ifaces", f["iface"])):
+            if value not in g[name]:
+                g[name].append(value)
+    out = []
+    for (configured, direction, from_net, reason), g in groups.items():
+        what = "inbound" if direction == INGRESS else "outbound"
+        ports = ", ".join(g["entries"])
+        fams = ", ".join("IPv%d" % f for f in sorted(g["families"]))
+        where = ", ".join(_where(i) for i in g["ifaces"])
+        plural = "s" if len(g["entries"]) > 1 else ""
+        if configured:
+            out.append("host %s: failsafe %s entr%s %s (%s) not accepted first on %s: %s"
+                       % (host, what, "ies" if plural else "y", ports, fams, where, reason))
+        else:
+            scope = "from the configured net" if from_net else "for every source"
+            out.append("host %s: protected %s port%s %s (%s) closed %s on %s by %s; fix: allow %s in a policy "
+                       "(a failsafe net or an Allow from your management network is enough), restore the failsafe "
+                       "in the FelixConfiguration, or remove %s from hostfw_protected_ports"
+                       % (host, what, plural, ports, fams, scope, where, reason, "them" if plural else "it",
+                          "them" if plural else "it"))
+    return out
 
 
 def check_access(evaluator: Evaluator, plan: Optional[HostPlan], host: str, interfaces: Dict[str, Sequence[str]],

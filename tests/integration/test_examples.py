@@ -116,13 +116,13 @@ def test_batch_compile_and_checks_use_per_host_settings(tmp_path):
             {"host": "node2", "source": "192.0.2.1", "destination": "10.0.0.6", "port": 5432, "protocol": "tcp"}]}},
     ]
     inventory = copy.deepcopy(INVENTORY)
-    inventory["all"]["hosts"]["node2"]["hostfw_protected_ports"] = {"inbound": ["tcp:5432"]}
+    inventory["all"]["hosts"]["node2"]["hostfw_protected_ports"] = {"inbound": ["tcp:6000"]}
     inventory["all"]["hosts"]["node1"]["hostfw_verify_management_access"] = False
     out = run_playbook(tmp_path, tasks, inventory=inventory)
     compiled = task_results(out, "Compile")["node1"]["hosts"]
     assert compiled["node1"]["failsafe_proof"]["ok"] is True  # verification off, no protected ports: nothing to prove
     assert compiled["node2"]["failsafe_proof"]["ok"] is False
-    assert any("5432" in m for m in compiled["node2"]["failsafe_proof"]["messages"])
+    assert any("6000" in m for m in compiled["node2"]["failsafe_proof"]["messages"])
     flows = task_results(out, "Flows")["node1"]["flows"]
     assert [f["allowed"] for f in flows] == [True, False]
     assert flows[0]["reason"] == "tier default policy db ingress rule 0 (Allow)"

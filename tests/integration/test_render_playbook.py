@@ -96,8 +96,11 @@ def test_lockout_is_refused_unless_verification_is_off(tmp_path):
     refused = render(str(inv / "inventory.yml"), tmp_path / "a")
     assert refused.returncode != 0
     assert "hostfw: refusing, a failsafe proof failed" in refused.stdout
-    assert ("protected inbound port tcp:22 (IPv4) would be closed on all interfaces (*) of host policy-llm-worker by "
-            "tier host-firewall policy cut-ssh ingress rule 0 (Deny)") in refused.stdout
+    # one line per host and cause, with the deciding rule and the fix
+    assert ("host policy-llm-worker: protected inbound port tcp:22 (IPv4) closed for every source on all interfaces "
+            "(*) by tier host-firewall policy cut-ssh ingress rule 0 (Deny); fix: allow it in a policy (a failsafe net "
+            "or an Allow from your management network is enough), restore the failsafe in the FelixConfiguration, or "
+            "remove it from hostfw_protected_ports") in refused.stdout
     allowed = render(str(inv / "inventory.yml"), tmp_path / "b", "-e", "hostfw_verify_management_access=false")
     assert allowed.returncode == 0, allowed.stdout
     kept = render(str(inv / "inventory.yml"), tmp_path / "c", "-e", "hostfw_verify_management_access=false",

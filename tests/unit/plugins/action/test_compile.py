@@ -82,12 +82,17 @@ def test_compile_returns_each_hosts_failsafes_from_its_felix_configuration(tmp_p
     assert hosts["node1"]["has_ruleset"] and hosts["node1"]["sha256"] and "ruleset" not in hosts["node1"]
     # node2's FelixConfiguration drops SSH from the failsafes: the default protection refuses it
     assert hosts["node2"]["failsafe_proof"]["ok"] is False
-    assert result["refusals"] == hosts["node2"]["failsafe_proof"]["messages"]
+    assert result["refusals"] == hosts["node2"]["failsafe_proof"]["refusals"] == [
+        "host node2: protected inbound ports tcp:22, udp:68, tcp:179, tcp:2379, tcp:2380, tcp:6443, tcp:6666, tcp:6667 "
+        "(IPv4) closed for every source on all interfaces (*) by end of tier default (defaultAction Deny); fix: allow "
+        "them in a policy (a failsafe net or an Allow from your management network is enough), restore the failsafe in "
+        "the FelixConfiguration, or remove them from hostfw_protected_ports"]
+    assert len(hosts["node2"]["failsafe_proof"]["messages"]) == 8
     assert result["compiled"] == 2 and result["summary"].startswith("2 host(s) compiled from 2 inventory host(s)")
 
 
 def test_each_host_is_proven_with_its_own_protected_ports(tmp_path):
-    tv = task_vars(tmp_path, node2={"hostfw_protected_ports": {"inbound": ["tcp:2222"]}},
+    tv = task_vars(tmp_path, node2={"hostfw_protected_ports": {"inbound": ["tcp:2222", "tcp:5432"]}},
                    node1={"hostfw_verify_management_access": "false"})
     hosts = action(compile_action, {}).run(task_vars=tv)["hosts"]
     assert hosts["node2"]["failsafe_proof"]["ok"] is True

@@ -385,8 +385,8 @@ def test_failsafe_proof_and_protected_ports():
               felix(failsafeInboundHostPorts=[{"protocol": "TCP", "port": 2379}]))
     proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
     assert not proof.ok
-    assert any(m.startswith("protected inbound port tcp:22 (IPv4) would be closed on interface eth0 of host node1 "
-                            "by tier default policy deny-all ingress rule 0 (Deny)") for m in proof.messages)
+    assert any(m.startswith("protected inbound port tcp:22 (IPv4) would be closed for every source on interface eth0 "
+                            "of host node1 by tier default policy deny-all ingress rule 0 (Deny)") for m in proof.messages)
     assert not any("2379" in m for m in proof.messages)
 
 
@@ -478,3 +478,62 @@ def test_matrix_lists_each_host_to_its_own_workloads():
     assert [(c["node"], c["workload"], c["verdict"]) for c in local] == [("node1", "prod/pod1", "allow")]
     assert local[0]["reason"].startswith("host to local workload (always allowed); reply: workload to host: "
                                          "established connection")
+
+
+# -- narrowed failsafes: the "Protect hosts" page's hardening step ---------------------------------
+
+MGMT = "10.1.0.0/16"
+
+
+def test_ssh_narrowed_to_the_management_subnet_keeps_the_default_protection():
+    """The page's hardening: failsafe SSH only from the management subnet, plus a policy that
+    allows SSH from it.  SSH stays open from that subnet, so the default protected ports hold."""
+    inbound = [{"protocol": "TCP", "port": 22, "net": MGMT}] + [
+        {"protocol": e.protocol.upper(), "port": e.port} for e in DEFAULT_FAILSAFE_INBOUND if e.port != 22]
+    w = World(hep("h1", ips=(HOST_IP,)), felix(failsafeInboundHostPorts=inbound),
+              gnp("k8s-worker", ingress=[allow_rule(protocol="TCP", source={"nets": [MGMT]},
+                                                    destination={"ports": [22]})]))
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
+    assert proof.ok, proof.refusals
+    assert not w.inbound(TCP, 22, src="192.0.2.7").allowed and w.inbound(TCP, 22, src="10.1.2.3").allowed
+    # without the policy, the failsafe net alone keeps SSH open from the management subnet
+    w = World(hep("h1", ips=(HOST_IP,)), felix(failsafeInboundHostPorts=inbound), gnp("deny", ingress=[]))
+    assert w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND).ok
+
+
+def test_a_protected_port_closed_for_every_source_is_refused_in_one_line():
+    w = World(hep("h1", ips=(HOST_IP, HOST_IP6)), felix(failsafeInboundHostPorts=[], failsafeOutboundHostPorts=[]),
+              gnp("deny", ingress=[{"action": "Deny"}], egress=[{"action": "Allow"}]))
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
+    assert not proof.ok
+    assert len(proof.messages) == 16  # 8 inbound ports x 2 families
+    assert proof.refusals == [
+        "host node1: protected inbound ports tcp:22, udp:68, tcp:179, tcp:2379, tcp:2380, tcp:6443, tcp:6666, "
+        "tcp:6667 (IPv4, IPv6) closed for every source on interface eth0 by tier default policy deny ingress rule 0 "
+        "(Deny); fix: allow them in a policy (a failsafe net or an Allow from your management network is enough), "
+        "restore the failsafe in the FelixConfiguration, or remove them from hostfw_protected_ports"]
+
+
+def test_a_protected_entry_with_a_net_is_proven_from_that_net():
+    from ansible_collections.hostfw.nftables.plugins.plugin_utils import proofs  # pylint: disable=import-outside-toplevel
+    inbound, outbound = proofs.protected_ports("node1", {"inbound": [{"protocol": "tcp", "port": 22, "net": MGMT}]})
+    assert [str(e) for e in inbound] == ["tcp:10.1.0.0/16:22"] and outbound == ()
+    w = World(hep("h1", ips=(HOST_IP,)), felix(failsafeInboundHostPorts=[]),
+              gnp("ssh", ingress=[allow_rule(protocol="TCP", source={"nets": ["10.2.0.0/16"]}, destination={"ports": [22]})]))
+    proof = w.comp.failsafe_proof("node1", inbound, outbound)
+    assert not proof.ok, "open from 10.2/16 does not keep it open from the protected net"
+    assert proof.refusals[0].startswith("host node1: protected inbound port tcp:10.1.0.0/16:22 (IPv4) closed from the "
+                                        "configured net on interface eth0")
+
+
+def test_only_the_families_the_host_uses_are_proven():
+    w = World(hep("h1", ips=(HOST_IP,)), felix(failsafeInboundHostPorts=[{"protocol": "TCP", "port": 22, "net": MGMT}]),
+              gnp("deny", ingress=[]))
+    assert w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND[:1], ()).ok
+    w = World(hep("h1", ips=(HOST_IP, HOST_IP6)),
+              felix(failsafeInboundHostPorts=[{"protocol": "TCP", "port": 22, "net": MGMT}]), gnp("deny", ingress=[]))
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND[:1], ())
+    assert proof.refusals == [
+        "host node1: protected inbound port tcp:22 (IPv6) closed for every source on interface eth0 by end of tier "
+        "default (defaultAction Deny); fix: allow it in a policy (a failsafe net or an Allow from your management "
+        "network is enough), restore the failsafe in the FelixConfiguration, or remove it from hostfw_protected_ports"]
