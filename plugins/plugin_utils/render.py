@@ -37,7 +37,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import fam
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import rule_text_key
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
     EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, AddrRef, CompiledRule, EndpointPlan, HostPlan,
-    Match, Model, NamedPortRef, Side, TierPlan)
+    Match, Model, NamedPortRef, Side, TierPlan, short_hash)
 
 TABLE = "hostfw"
 MARK_ACCEPT = 0x10000
@@ -216,6 +216,18 @@ def chain_text(c: "NftChain") -> str:
         lines.append("\t}\n")
         c.text = "\n".join(lines)
     return c.text
+
+
+CHAIN_NAME_MAX = 255  # nft keeps 256 bytes with the terminating NUL
+
+
+def chain_name(name: str) -> str:
+    """``name``, or when it is longer than nft allows (a valid Calico profile of 247+ characters, a
+    tiered policy of 185+), its first part and a stable hash of the whole; the chain's ``#``
+    description keeps the full name."""
+    if len(name) <= CHAIN_NAME_MAX:
+        return name
+    return name[:CHAIN_NAME_MAX - 12] + "-h" + short_hash(name, 10)
 
 
 def stable_order(parts: List[str], protocol: Optional[int]) -> List[str]:
@@ -587,7 +599,7 @@ class _HostRenderer:
         return not self.model.has_pass(policy, direction)
 
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
-        name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
+        name = chain_name("%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name))
         chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
             policy.tier, policy.name, direction, MODE_LABEL[mode]), None))
         for rule in self.model.policy_rules(policy, direction):
@@ -600,9 +612,9 @@ class _HostRenderer:
                                 lambda: self._build_profile_chain(profile, direction, mode), self.profile_chains)
 
     def _build_profile_chain(self, profile: api.Profile, direction: str, mode: str) -> NftChain:
-        name = "%sprof-%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], profile.name)
+        name = chain_name("%sprof-%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], profile.name))
         chain = NftChain(name, comment=comment("profile %s %s%s" % (
-            profile.name, direction, "" if mode == MODE_FILTER else " (%s)" % MODE_LABEL[mode])))
+            profile.name, direction, "" if mode == MODE_FILTER else " (%s)" % MODE_LABEL[mode]), None))
         for rule in self.model.profile_rules(profile, direction):
             if rule.action == "Pass":
                 # In a profile, Pass goes on with the next profile: a plain return.

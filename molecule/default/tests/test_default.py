@@ -24,7 +24,7 @@ def controller_tcp_ok(ip, port, timeout=2):
 
 def test_table_loaded_and_persisted(host):
     text = listing(host)
-    assert text is not None and "chain filter-input" in text and "chain hep-in-any" in text
+    assert text is not None and "chain filter-input" in text and "chain hep-in-any-interface-at-all" in text
     assert 'comment "molecule/allow-web ingress[0] Allow"' in text
     persisted = host.file("/etc/hostfw/hostfw.nft")
     assert persisted.exists and persisted.mode == 0o600
