@@ -85,7 +85,8 @@ class Compilation:
         if plan is None:
             return proofs.failsafe_proof(self.evaluator, plan, host)
         shape = (tuple((ep.iface, id(ep.tiers), tuple(p.name for p in ep.profiles)) for ep in plan.endpoints),
-                 plan.felix, tuple(protected_inbound), tuple(protected_outbound))
+                 plan.felix, tuple(protected_inbound), tuple(protected_outbound),
+                 proofs.host_families(self.evaluator, plan), tuple(proofs.covered_interfaces(self.evaluator, plan)))
         proven = self._proven.get(shape)
         if proven is not None:
             return Proof(True, [], proven)

@@ -537,3 +537,19 @@ def test_only_the_families_the_host_uses_are_proven():
         "host node1: protected inbound port tcp:22 (IPv6) closed for every source on interface eth0 by end of tier "
         "default (defaultAction Deny); fix: allow it in a policy (a failsafe net or an Allow from your management "
         "network is enough), restore the failsafe in the FelixConfiguration, or remove it from hostfw_protected_ports"]
+
+
+def test_an_interface_prefix_that_covers_a_host_interface_is_refused():
+    """interfacePrefix 'e' makes eth0 a workload interface: the rendered table would send its
+    traffic (SSH included) to the workload-to-host path before the failsafes."""
+    w = World(hep("h1", iface="eth0"), felix(interfacePrefix="cali,e"))
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
+    assert not proof.ok
+    assert proof.refusals[-1] == (
+        "host node1: interfacePrefix 'e' covers interface eth0, which is a host interface (a HostEndpoint's or declared "
+        "in hostfw_interfaces): its traffic to the host would take the workload-to-host path, before any failsafe, and "
+        "be decided by defaultEndpointToHostAction; fix: set interfacePrefix to the prefix of the workload interfaces "
+        "only (Calico's is cali)")
+    w = World(hep("h1", iface="*"), felix(interfacePrefix="l"))
+    assert "covers interface lo" in w.comp.failsafe_proof("node1").refusals[-1]
+    assert World(hep("h1", iface="eth0"), felix(interfacePrefix="cali,tap")).comp.failsafe_proof("node1").ok
