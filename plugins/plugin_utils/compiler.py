@@ -174,12 +174,13 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
                                  "warnings": list(plan.warnings) if plan is not None else [],
                                  "failsafe_inbound": proofs.entries_as_dicts(settings.failsafe_inbound),
                                  "failsafe_outbound": proofs.entries_as_dicts(settings.failsafe_outbound)}
+        entry["file"] = files.host_file_name(host)
         if text is not None:
             entry["sha256"] = sha256(text)
             if options.get("return_content"):
                 entry["ruleset"] = text
             if out_dir:
-                path = os.path.join(out_dir, "%s.nft" % host)
+                path = os.path.join(out_dir, entry["file"])
                 entry["path"] = path
                 tw = time.perf_counter()
                 changed |= files.write_if_changed(path, text, check_mode, diffs)

@@ -14,7 +14,8 @@ Schema: README "Render: tables and the policy matrix".
 from __future__ import annotations
 
 import ipaddress
-from typing import Dict, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
@@ -203,6 +204,17 @@ class MatrixBuilder:
         return out
 
 
+_MD_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+
+
+def md(text: Any) -> str:
+    """``text`` as the content of one Markdown table cell or list item: one line, with ``|`` and
+    the characters that start code, links or HTML escaped (an inventory host name can hold any of
+    them)."""
+    text = _MD_BREAKS.sub(" ", str(text))
+    return re.sub(r"([\\|`\[\]<>])", r"\\\1", text)
+
+
 def to_markdown(matrix: Dict) -> str:
     """Sources as rows, destination x probe as columns, numbered reasons below the table."""
     probes = matrix["probes"]
@@ -214,7 +226,7 @@ def to_markdown(matrix: Dict) -> str:
     lines = ["# hostfw policy matrix", "",
              "Rows are traffic sources, columns destination host endpoints and probes. "
              "`allow`/`DENY` is the verdict for the first packet of a new connection; [n] is the reason below.", ""]
-    lines.append("| source | " + " | ".join("%s %s" % (d, probe_label(p)) for d, p in cols) + " |")
+    lines.append("| source | " + " | ".join("%s %s" % (md(d), md(probe_label(p))) for d, p in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
     for s in sources:
         row = []
@@ -225,17 +237,18 @@ def to_markdown(matrix: Dict) -> str:
                 continue
             n = reasons.setdefault(c["reason"], len(reasons) + 1)
             row.append("%s [%d]" % ("allow" if c["verdict"] == ALLOW else "DENY", n))
-        lines.append("| %s | %s |" % (s, " | ".join(row)))
+        lines.append("| %s | %s |" % (md(s), " | ".join(row)))
     lines.append("")
     lines.append("Reasons:")
     lines.append("")
     for text, n in sorted(reasons.items(), key=lambda kv: kv[1]):
-        lines.append("%d. %s" % (n, text))
+        lines.append("%d. %s" % (n, md(text)))
     local = matrix.get("local") or []
     if local:
         lines += ["", "## Hosts to their own workloads", "",
                   "| node | workload | probe | verdict | reason |", "|---|---|---|---|---|"]
         for c in local:
             verdict = "allow" if c["verdict"] == ALLOW else "DENY"
-            lines.append("| %s | %s | %s | %s | %s |" % (c["node"], c["workload"], probe_label(c), verdict, c["reason"]))
+            lines.append("| %s | %s | %s | %s | %s |" % (md(c["node"]), md(c["workload"]), md(probe_label(c)), verdict,
+                                                        md(c["reason"])))
     return "\n".join(lines) + "\n"

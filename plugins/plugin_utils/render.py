@@ -82,9 +82,9 @@ def _clear(bits: int) -> str:
     return "meta mark set meta mark & %s" % _mark(MASK_32 & ~bits)
 
 
-# Control characters (C0 with NUL, DEL, C1 with U+0085) and the Unicode line and paragraph
-# separators: a comment is one line of printable text.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Control characters (C0 with NUL, DEL, C1 with U+0085), the Unicode line and paragraph
+# separators and lone surrogates (not encodable as UTF-8): a comment is one line of printable text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 COMMENT_MAX = 127  # bytes of a rule comment (nft keeps at most 128 with the terminating NUL)
 LOG_PREFIX_MAX = 126  # bytes of a log prefix (nft 1.0.9 refuses 127)
 
@@ -304,7 +304,7 @@ class Renderer:
         header = ["hostfw.nftables: the firewall of host %s (node %s). Generated; do not edit." % (plan.host, plan.node),
                   "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
         header += summary
-        return Table(header, sets, chains)
+        return Table([comment(line, None) for line in header], sets, chains)
 
 
 _COMMENT_RE = re.compile(r'comment "([^"]*)"')

@@ -119,3 +119,8 @@ def test_manifest_paths_that_are_not_regular_files_are_refused(tmp_path, monkeyp
     assert [str(p) for p in sink.problems] == [
         "Manifest pipe.yaml: is not a regular file (name manifest files or directories of them)",
         "Manifest big.yaml: is 20 bytes long (at most 10: split it into several files)"]
+
+
+def test_markdown_cells_stay_one_cell():
+    from ansible_collections.hostfw.nftables.plugins.plugin_utils import matrix  # pylint: disable=import-outside-toplevel
+    assert matrix.md("a|b\nc <img src=x> [l](u) `c` \\") == "a\\|b c \\<img src=x\\> \\[l\\](u) \\`c\\` \\\\"

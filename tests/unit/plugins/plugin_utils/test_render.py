@@ -162,7 +162,7 @@ def test_shape_cache_renders_byte_identical_tables():
     shapes = comp.renderer.shapes
     assert len(shapes) < len(hosts)  # hosts alike share a shape
     assert any(s.parts is not None for s in shapes.values())
-    assert "x" * 90 in cached["n-long"] and 'odd "name" host' in cached['odd "name" host']
+    assert "x" * 90 in cached["n-long"] and "host odd 'name' host (node n5)" in cached['odd "name" host']
 
 
 def _two_nodes_with_own_felix_settings():
