@@ -249,6 +249,6 @@ def to_markdown(matrix: Dict) -> str:
                   "| node | workload | probe | verdict | reason |", "|---|---|---|---|---|"]
         for c in local:
             verdict = "allow" if c["verdict"] == ALLOW else "DENY"
-            lines.append("| %s | %s | %s | %s | %s |" % (md(c["node"]), md(c["workload"]), md(probe_label(c)), verdict,
-                                                        md(c["reason"])))
+            cells = (md(c["node"]), md(c["workload"]), md(probe_label(c)), verdict, md(c["reason"]))
+            lines.append("| %s | %s | %s | %s | %s |" % cells)
     return "\n".join(lines) + "\n"
