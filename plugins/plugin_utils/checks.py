@@ -497,24 +497,30 @@ def loose_cidr(c: Scope, value: Any, path: str) -> Any:
 
 
 def strict_cidr(c: Scope, value: Any, path: str) -> Any:
-    """Rule nets: a strictly masked CIDR or a bare IP (calico-semantics 1.8, validator tag ``net``:
-    ``10.0.0.0/24`` and ``10.0.0.1`` are accepted, ``10.0.0.1/24`` is rejected).
-    Returns (network, version); a bare IP becomes a /32 or /128."""
+    """Rule nets: a strictly masked CIDR with a prefix length.  Calico's rule validator
+    (libcalico-go validator.go ``validateRule``) parses every ``nets``/``notNets`` entry with
+    ``cnet.ParseCIDR``, so a bare address is an "invalid CIDR", and the field tag ``net`` refuses
+    host bits: ``10.0.0.0/24`` and ``10.0.0.1/32`` are accepted, ``10.0.0.1`` and ``10.0.0.1/24``
+    are not.  Returns (network, version)."""
     s = string(c, value, path)
     if s is None or s is BAD:
         if s is None:
             c.err(path, "is empty", "write a CIDR such as 10.0.0.0/24")
             return BAD
         return s
+    if "/" not in s:
+        addr = parse_ip(s)
+        if addr is not None:
+            c.err(path, "%s has no prefix length" % show(s),
+                  "write %s/%d: Calico's rule nets are CIDRs" % (addr, addr.max_prefixlen))
+        else:
+            c.err(path, "%s is not a CIDR" % show(s), "write a masked network such as 10.0.0.0/24")
+        return BAD
     v4 = parse_v4(s)
     if v4 is not None and v4[0] & ((1 << (32 - v4[1])) - 1) == 0:
         return "%s/%d" % (v4_text(v4[0]), v4[1]), 4
     cidr = parse_cidr(s)
     if cidr is None:
-        addr = parse_ip(s)
-        if addr is not None:
-            net = ipaddress.ip_network(addr)
-            return str(net), net.version
         c.err(path, "%s is not a CIDR" % show(s), "write a masked network such as 10.0.0.0/24")
         return BAD
     addr, net = cidr

@@ -342,13 +342,23 @@ def _entity(c: Scope, value: Any, path: str) -> Any:
             bad = True
             continue
         seen = []
+        seen_raw = set()
         for i, item in enumerate(items):
+            if isinstance(item, str):
+                # a Kubernetes set-typed list (x-kubernetes-list-type: set): the API server refuses
+                # the same string twice
+                if item in seen_raw:
+                    c.err(ck.index_path(fpath, i), "%s is listed twice" % ck.show(item), "remove the duplicate")
+                    bad = True
+                    continue
+                seen_raw.add(item)
             parsed = ck.strict_cidr(c, item, ck.index_path(fpath, i))
             if parsed is BAD:
                 bad = True
                 continue
             net, version = parsed
-            if field == "notNets" and net in ("0.0.0.0/0", "::/0"):
+            # validateRule: the IPv4 catch-all is the string 0.0.0.0/0, the IPv6 one any spelling of ::/0
+            if field == "notNets" and (item == "0.0.0.0/0" or net == "::/0"):
                 c.err(ck.index_path(fpath, i), "%s in notNets matches no traffic at all" % ck.show(item),
                       "remove it: a catch-all network cannot be negated")
                 bad = True

@@ -192,7 +192,7 @@ def test_global_network_policy_fields():
         "doNotTrack": False, "preDNAT": False, "applyOnForward": True, "performanceHints": ["AssumeNeededOnEveryNode"],
         "ingress": [
             {"action": "Allow", "protocol": "TCP", "ipVersion": 4,
-             "source": {"nets": ["10.0.0.0/8", "10.0.0.0/8", "192.0.2.7/32"], "notNets": ["10.1.0.0/16"],
+             "source": {"nets": ["10.0.0.0/8", "10.0.0.0/08", "192.0.2.7/32"], "notNets": ["10.1.0.0/16"],
                         "selector": "role == 'lb'", "notSelector": "env == 'dev'", "namespaceSelector": "global()"},
              "destination": {"ports": [22, "443", "8000:8080", "ssh"], "notPorts": ["9000:9001"]},
              "metadata": {"annotations": {"why": "ssh from the LBs"}}},
