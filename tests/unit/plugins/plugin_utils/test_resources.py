@@ -286,6 +286,14 @@ def test_staged_global_network_policy():
     assert world.policies[("StagedGlobalNetworkPolicy", None, "c")].do_not_track
 
 
+def test_empty_staged_action_is_set():
+    """validator_test.go "should accept an empty StagedAction value": "" is unset, i.e. Set."""
+    world = build(doc("StagedGlobalNetworkPolicy", "a", {"stagedAction": "", "selector": "foo == 'bar'"}),
+                  doc("StagedNetworkPolicy", "b", {"stagedAction": "", "ingress": [{"action": "Allow"}]}))
+    assert world.policies[("StagedGlobalNetworkPolicy", None, "a")].staged_action == "Set"
+    assert world.policies[("StagedNetworkPolicy", "default", "b")].staged_action == "Set"
+
+
 def test_network_sets():
     world = build(doc("GlobalNetworkSet", "office", {"nets": ["192.0.2.7", "10.1.2.3/8", "10.0.0.0/8", "::/0",
                                                               "2001:DB8::1"]}, labels={"trusted": "yes"}),
