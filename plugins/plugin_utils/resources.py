@@ -793,11 +793,20 @@ def _tier(c: Scope, meta: _Meta, spec: Any) -> Any:
     action = ck.enum(c, f.get("defaultAction"), "spec.defaultAction", ("Deny", "Pass"), "a tier default action")
     builtin = BUILTIN_TIERS.get(meta.name)
     if builtin is not None and not c.failed:
+        # The CEL rules of the Tier CRD (tier.go): a built-in tier's order must be set to its value;
+        # its defaultAction must be its value after defaulting (an unset defaultAction is Deny).
         want_order, want_action = builtin
-        if order is not None and order != want_order:
+        if order is None:
+            c.err("spec.order", "missing: the built-in tier %s has order %d" % (meta.name, want_order),
+                  "set order: %d, or remove the Tier document" % want_order)
+        elif order != want_order:
             c.err("spec.order", "the built-in tier %s has order %d" % (meta.name, want_order),
                   "set order: %d, or remove the Tier document" % want_order)
-        if action is not None and action != want_action:
+        if action is None and want_action != "Deny":
+            c.err("spec.defaultAction", "missing: the built-in tier %s has defaultAction %s, and an unset "
+                  "defaultAction is Deny" % (meta.name, want_action),
+                  "set defaultAction: %s, or remove the Tier document" % want_action)
+        elif action is not None and action != want_action:
             c.err("spec.defaultAction", "the built-in tier %s has defaultAction %s" % (meta.name, want_action),
                   "set defaultAction: %s, or remove the Tier document" % want_action)
         order = want_order
@@ -919,9 +928,15 @@ def _document(sink: errors.Collector, warnings: List[str], doc: Any, origin: str
                   "use apiVersion: %s, as calicoctl prints it" % API_VERSION)
         else:
             c.err("apiVersion", "%s is not supported" % ck.show(api_version), "use apiVersion: %s" % API_VERSION)
-    top = ck.fields(c, doc, "", ("apiVersion", "kind", "metadata", "spec"))
+    # A Tier has a status (tier.go TierStatus: conditions the tier controller writes); it is read-only
+    # and ignored.  No other kind hostfw reads has one.
+    top = ck.fields(c, doc, "", ("apiVersion", "kind", "metadata", "spec", "status") if kind == api.TIER
+                    else ("apiVersion", "kind", "metadata", "spec"))
     if top is None:
         return None
+    if top.get("status") is not None and not ck.is_map(top["status"]):
+        c.err("status", "expected a mapping, got %s" % ck.tname(top["status"]),
+              "remove status: the tier controller writes it")
     meta_raw = ck.fields(c, top.get("metadata"), "metadata", META_FIELDS)
     if meta_raw is None:
         return None

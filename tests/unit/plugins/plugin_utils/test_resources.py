@@ -121,12 +121,44 @@ def test_builtins_are_always_present():
 
 def test_user_copy_of_a_builtin_tier_or_profile_is_accepted():
     world = build(doc("Tier", "default", {"order": 1000000, "defaultAction": "Deny"}),
-                  doc("Tier", "kube-admin", {"defaultAction": "Pass"}),
+                  doc("Tier", "kube-admin", {"order": 1000, "defaultAction": "Pass"}),
+                  doc("Tier", "kube-baseline", {"order": 10000000, "defaultAction": "Pass"}),
                   doc("Profile", api.DEFAULT_ALLOW_PROFILE,
                       {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}))
     assert world.tiers["default"].builtin and world.tiers["default"].order == 1000000.0
     assert world.tiers["kube-admin"].order == 1000.0
     assert world.profiles[api.DEFAULT_ALLOW_PROFILE].builtin
+    # tier.go CEL / crd_validation_test.go TestCRDDefaults_Tier: the default tier's defaultAction
+    # defaults to Deny, so it may be left out; its order may not.
+    assert build(doc("Tier", "default", {"order": 1000000})).tiers["default"].default_action == "Deny"
+
+
+def test_tier_status_is_accepted_and_ignored():
+    """tier.go: a Tier has a status (conditions written by the tier controller), which an export carries."""
+    tier = doc("Tier", "platform", {"order": 100})
+    tier["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    assert build(tier).tiers["platform"].order == 100.0
+    tier["status"] = "ready"
+    assert problems(tier) == ["Tier platform: status: expected a mapping, got a string (remove status: the tier "
+                              "controller writes it)"]
+    hep = doc("HostEndpoint", "h", {"node": "n", "interfaceName": "eth0"})
+    hep["status"] = {}
+    assert problems(hep) == ["HostEndpoint h: status: unknown field (remove it; valid fields here: apiVersion, kind, "
+                             "metadata, spec)"]
+
+
+def test_builtin_tier_documents_need_the_fields_calico_requires():
+    """tier.go CEL rules: every built-in tier names its order; kube-admin and kube-baseline also
+    name defaultAction Pass, because an unset defaultAction defaults to Deny."""
+    assert problems(doc("Tier", "default", {}), doc("Tier", "kube-admin", {"order": 1000}),
+                    doc("Tier", "kube-baseline", {"defaultAction": "Pass"})) == [
+        "Tier default: spec.order: missing: the built-in tier default has order 1000000 (set order: 1000000, or "
+        "remove the Tier document)",
+        "Tier kube-admin: spec.defaultAction: missing: the built-in tier kube-admin has defaultAction Pass, and an "
+        "unset defaultAction is Deny (set defaultAction: Pass, or remove the Tier document)",
+        "Tier kube-baseline: spec.order: missing: the built-in tier kube-baseline has order 10000000 (set order: "
+        "10000000, or remove the Tier document)"]
 
 
 def test_changed_builtin_profile_is_an_error():
