@@ -41,6 +41,8 @@ GNP_NAME_RE = re.compile(r"(" + DNS_LABEL + r"\.)?" + DNS_LABEL)
 NP_NAME_RE = re.compile(r"(" + DNS_LABEL + r")(\." + DNS_LABEL + r")?|(knp|ossg)\.default\." + DNS_SUBDOMAIN)
 QUALIFIED_PART_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 INTERFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 DIGITS_RE = re.compile(r"[0-9]+")
 
 BAD = object()  # "the value was invalid and has been reported"
@@ -301,6 +303,9 @@ NAME_RULES = {
                                  "ending with a letter or digit", True),
     "namespace": (TIER_NAME_RE, 63, "use lower case letters, digits and '-', starting and ending with a letter "
                                     "or digit, at most 63 characters", False),
+    # Calico's validator tag ``name``: the DNS-subdomain pattern without a length limit
+    "name": (NAME_RE, 1 << 62, "use lower case letters, digits, '-' and '.', starting and ending with a letter or "
+                               "digit", True),
 }
 
 
@@ -442,6 +447,26 @@ def parse_ip(text: str):
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def is_ipv4(addr) -> bool:
+    """Go's ``ip.To4() != nil``: an IPv4 address or an IPv4-mapped IPv6 address."""
+    return addr.version == 4 or addr.ipv4_mapped is not None
+
+
+def valid_mac(text: str) -> bool:
+    """Go's ``net.ParseMAC`` (Calico's ``mac`` tag): 6, 8 or 20 octets as pairs of hex digits
+    separated by one of ':' or '-', or as groups of four separated by '.'."""
+    if len(text) < 14:
+        return False
+    if text[2] in ":-":
+        parts, width = text.split(text[2]), 2
+    elif text[4] == ".":
+        parts, width = text.split("."), 4
+    else:
+        return False
+    return (len(parts) * width // 2 in (6, 8, 20)
+            and all(len(part) == width and _HEX_RE.fullmatch(part) for part in parts))
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -251,9 +251,13 @@ def _endpoint_ports(c: Scope, value: Any, path: str, workload: bool) -> Any:
             host_ip = ck.string(c, f.get("hostIP"), ck.join_path(ipath, "hostIP"))
             if host_ip is BAD:
                 bad = True
-            elif host_ip and ck.parse_ip(host_ip) is None and ck.parse_cidr(host_ip) is None:
-                c.err(ck.join_path(ipath, "hostIP"), "%s is not an IP address" % ck.show(host_ip), "write an address")
-                bad = True
+            elif host_ip and ck.parse_ip(host_ip) is None:
+                # Calico's tag ``net``: an address, or a masked network
+                cidr = ck.parse_cidr(host_ip)
+                if cidr is None or cidr[0] != cidr[1].network_address:
+                    c.err(ck.join_path(ipath, "hostIP"), "%s is not an IP address" % ck.show(host_ip),
+                          "write the host address the port is published on, e.g. 10.0.0.5")
+                    bad = True
         if not bad and name:
             out.append(api.EndpointPort(name, number, port))
     return BAD if bad else tuple(out)
@@ -529,8 +533,21 @@ class _Meta(object):
 HEP_FIELDS = frozenset(("node", "interfaceName", "expectedIPs", "profiles", "ports"))
 
 
-def _profile_list(c: Scope, value: Any, path: str) -> Any:
-    names = ck.string_set(c, value, path)
+def _profile_list(c: Scope, value: Any, path: str, unique: bool = True) -> Any:
+    """Profile names (a Kubernetes set for a HostEndpoint; repeats allowed, and merged, otherwise)."""
+    if unique:
+        names = ck.string_set(c, value, path)
+    else:
+        names = ck.list_of(c, value, path)
+        if names is not None and names is not BAD:
+            bad = False
+            for i, name in enumerate(names):
+                if ck.string(c, name, ck.index_path(path, i)) is BAD:
+                    bad = True
+                elif name is None:
+                    c.err(ck.index_path(path, i), "is empty", "remove the empty entry")
+                    bad = True
+            names = BAD if bad else list(dict.fromkeys(names))
     if names is None or names is BAD:
         return () if names is None else BAD
     bad = False
@@ -589,6 +606,71 @@ WEP_FIELDS = frozenset(("orchestrator", "workload", "node", "containerID", "pod"
                         "ports", "allowSpoofedSourcePrefixes", "qosControls"))
 
 
+QOS_FIELDS = frozenset(("ingressBandwidth", "ingressBurst", "ingressPeakrate", "ingressMinburst", "egressBandwidth",
+                        "egressBurst", "egressPeakrate", "egressMinburst", "ingressPacketRate", "ingressPacketBurst",
+                        "egressPacketRate", "egressPacketBurst", "ingressMaxConnections", "egressMaxConnections",
+                        "dscp"))
+
+
+def _gateway(c: Scope, value: Any, path: str, version: int) -> None:
+    """ipv4Gateway / ipv6Gateway: Calico's tags ``ipv4`` (an address whose To4() is not nil) and
+    ``ipv6`` (an address whose To4() is nil)."""
+    s = ck.string(c, value, path)
+    if not s:
+        return
+    addr = ck.parse_ip(s)
+    if addr is None or ck.is_ipv4(addr) != (version == 4):
+        c.err(path, "%s is not an IPv%d address" % (ck.show(s), version),
+              "write the workload's IPv%d gateway, e.g. %s" % (version, "169.254.1.1" if version == 4 else "fe80::1"))
+
+
+def _ip_nats(c: Scope, value: Any, ip_networks: List[Any]) -> None:
+    """spec.ipNATs (validator.go validateIPNAT and validateWorkloadEndpointSpec): both addresses are
+    bare IPs of one family, and every internalIP is one of the endpoint's ipNetworks."""
+    nats = ck.list_of(c, value, "spec.ipNATs")
+    if nats is None or nats is BAD:
+        return
+    for i, item in enumerate(nats):
+        path = ck.index_path("spec.ipNATs", i)
+        nf = ck.fields(c, item, path, ("internalIP", "externalIP"))
+        if nf is None:
+            continue
+        addrs = {}
+        for field in ("internalIP", "externalIP"):
+            fpath = ck.join_path(path, field)
+            if nf.get(field) is None or nf.get(field) == "":
+                c.err(fpath, "missing", "set %s to the %s address of the NAT" % (field, field[:-2]))
+                continue
+            ip = ck.bare_ip(c, nf.get(field), fpath)
+            if ip is not BAD:
+                addrs[field] = ipaddress.ip_address(ip)
+        internal, external = addrs.get("internalIP"), addrs.get("externalIP")
+        if internal is not None and external is not None and internal.version != external.version:
+            c.err(ck.join_path(path, "externalIP"), "%s is IPv%d but internalIP %s is IPv%d"
+                  % (ck.show(str(external)), external.version, ck.show(str(internal)), internal.version),
+                  "use an IPv%d externalIP" % internal.version)
+        if internal is not None and not any(internal in net for net in ip_networks):
+            c.err(ck.join_path(path, "internalIP"), "%s is not one of the endpoint's ipNetworks" % ck.show(str(internal)),
+                  "NAT one of the workload's own addresses, or add %s/%d to spec.ipNetworks"
+                  % (internal, internal.max_prefixlen))
+
+
+def _qos_controls(c: Scope, value: Any) -> None:
+    f = ck.fields(c, value, "spec.qosControls", QOS_FIELDS)
+    if not f:
+        return
+    for field, item in f.items():
+        path = ck.join_path("spec.qosControls", field)
+        if field == "dscp":
+            # numorstring.DSCP: a number 0-255 or a string (Calico does not check the string)
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                c.err(path, "expected a DSCP number or name, got %s" % ck.shown(item), "write e.g. 46 or EF")
+            elif isinstance(item, int):
+                ck.integer(c, item, path, 0, 255, "DSCP value")
+            continue
+        ck.integer(c, item, path, -(1 << 63), (1 << 63) - 1, "number")
+
+
 def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
     f = ck.fields(c, spec, "spec", WEP_FIELDS)
     if f is None:
@@ -599,15 +681,23 @@ def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
         if value is None or value == "":
             strings[field] = ""
             continue
-        strings[field] = ck.check_name(c, value, "spec." + field, "subdomain", field)
-    for field in ("containerID", "mac", "ipv4Gateway", "ipv6Gateway"):
-        ck.string(c, f.get(field), "spec." + field)
+        strings[field] = ck.check_name(c, value, "spec." + field, "name", field)
+    container = ck.string(c, f.get("containerID"), "spec.containerID")
+    if container and ck.CONTAINER_ID_RE.fullmatch(container) is None:
+        c.err("spec.containerID", "%s is not a container ID" % ck.show(container),
+              "use letters, digits and '-', starting and ending with a letter or digit")
+    mac = ck.string(c, f.get("mac"), "spec.mac")
+    if mac and not ck.valid_mac(mac):
+        c.err("spec.mac", "%s is not a MAC address" % ck.show(mac), "write e.g. 02:42:ac:11:00:02")
+    _gateway(c, f.get("ipv4Gateway"), "spec.ipv4Gateway", 4)
+    _gateway(c, f.get("ipv6Gateway"), "spec.ipv6Gateway", 6)
     iface = _interface_name(c, f.get("interfaceName"), "spec.interfaceName")
     if iface is None or iface == "":
         c.err("spec.interfaceName", "missing", "set spec.interfaceName to the workload's host-side interface, "
                                                "e.g. cali0123456789a")
     nets = ck.list_of(c, f.get("ipNetworks"), "spec.ipNetworks")
     ip_networks: List[str] = []
+    parsed_networks: List[Any] = []
     if nets is not None and nets is not BAD:
         for i, item in enumerate(nets):
             path = ck.index_path("spec.ipNetworks", i)
@@ -633,26 +723,17 @@ def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
                 c.err(path, "%s contains more than one address" % ck.show(s),
                       "use the workload's single address, e.g. %s/%d" % (net.network_address, net.max_prefixlen))
                 continue
+            parsed_networks.append(net)
             if str(net) not in ip_networks:
                 ip_networks.append(str(net))
-    nats = ck.list_of(c, f.get("ipNATs"), "spec.ipNATs")
-    if nats is not None and nats is not BAD:
-        for i, item in enumerate(nats):
-            path = ck.index_path("spec.ipNATs", i)
-            nf = ck.fields(c, item, path, ("internalIP", "externalIP"))
-            if nf is None:
-                continue
-            for field in ("internalIP", "externalIP"):
-                if nf.get(field) is not None:
-                    ck.bare_ip(c, nf.get(field), ck.join_path(path, field))
+    _ip_nats(c, f.get("ipNATs"), parsed_networks)
     spoof = ck.list_of(c, f.get("allowSpoofedSourcePrefixes"), "spec.allowSpoofedSourcePrefixes")
     if spoof is not None and spoof is not BAD:
         for i, item in enumerate(spoof):
             ck.loose_cidr(c, item, ck.index_path("spec.allowSpoofedSourcePrefixes", i))
-    if f.get("qosControls") is not None and not ck.is_map(f.get("qosControls")):
-        c.err("spec.qosControls", "expected a mapping, got %s" % ck.tname(f.get("qosControls")),
-              "write qosControls as a mapping of fields")
-    profiles = _profile_list(c, f.get("profiles"), "spec.profiles")
+    _qos_controls(c, f.get("qosControls"))
+    # No CRD backs a WorkloadEndpoint: its profiles list is not a Kubernetes set, so a name may repeat
+    profiles = _profile_list(c, f.get("profiles"), "spec.profiles", unique=False)
     ports = _endpoint_ports(c, f.get("ports"), "spec.ports", workload=True)
     if c.failed:
         return None
