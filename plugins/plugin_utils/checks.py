@@ -138,10 +138,15 @@ def sanitise_name(text: str, allow_dots: bool = True) -> str:
 # Generic value checks.  Each returns the value, None when absent, or BAD after reporting.
 # ----------------------------------------------------------------------------------------------
 
+ENTERPRISE_FIX = "remove it: hostfw implements open-source Calico"
+
+
 def fields(c: Scope, value: Any, path: str, allowed: Iterable[str], what: str = "",
-            hints: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
+            hints: Optional[Mapping[str, str]] = None,
+            enterprise: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
     """A mapping with only known keys (unknown keys are reported).  None -> {}; not a mapping ->
-    reported and None.  ``hints`` maps a misplaced field name to the fix to suggest."""
+    reported and None.  ``hints`` maps a misplaced field name to the fix to suggest;
+    ``enterprise`` maps a field that only Calico Enterprise has to the fix to suggest."""
     if value is None:
         return {}
     if not is_map(value):
@@ -156,6 +161,10 @@ def fields(c: Scope, value: Any, path: str, allowed: Iterable[str], what: str = 
             continue
         if hints and isinstance(key, str) and key in hints:
             c.err(join_path(path, key), "unknown field", hints[key])
+            continue
+        if enterprise and isinstance(key, str) and key in enterprise:
+            c.err(join_path(path, key), "%s is a Calico Enterprise field, not part of open-source Calico's %s"
+                  % (key, c.kind), enterprise[key])
             continue
         unknown_field(c, path, key, allowed)
     return out

@@ -313,6 +313,12 @@ ENTITY_FIELDS = frozenset(("nets", "notNets", "selector", "notSelector", "namesp
                            "notPorts", "serviceAccounts", "services"))
 
 _RULE_HINTS = {name: "%s belongs under source or destination" % name for name in ENTITY_FIELDS}
+# Fields of these kinds that only Calico Enterprise has (tigera/docs@f2a27624, calico-enterprise
+# reference/resources and _includes/content/_entityrule.mdx), with the fix to suggest.
+_ENTERPRISE_ENTITY = {"domains": ck.ENTERPRISE_FIX + "; match the domain's addresses with nets or a "
+                                                     "GlobalNetworkSet selector"}
+_ENTERPRISE_NETWORK_SET = {"allowedEgressDomains": ck.ENTERPRISE_FIX + "; list the domain's addresses in nets"}
+_ENTERPRISE_WEP = {"awsElasticIPs": ck.ENTERPRISE_FIX}
 _HTTP_WHY = ("hostfw does not support http matches: nftables sees packets, not HTTP requests, and Calico "
              "enforces them only with its Envoy-based application layer policy")
 _HTTP_FIX = "remove http and match on protocol and ports instead"
@@ -329,7 +335,7 @@ def _present(value: Any) -> bool:
 
 def _entity(c: Scope, value: Any, path: str) -> Any:
     """An EntityRule: returns (EntityRule, {field: set of IP versions}) or BAD."""
-    f = ck.fields(c, value, path, ENTITY_FIELDS)
+    f = ck.fields(c, value, path, ENTITY_FIELDS, enterprise=_ENTERPRISE_ENTITY)
     if f is None:
         return BAD
     bad = False
@@ -672,7 +678,7 @@ def _qos_controls(c: Scope, value: Any) -> None:
 
 
 def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
-    f = ck.fields(c, spec, "spec", WEP_FIELDS)
+    f = ck.fields(c, spec, "spec", WEP_FIELDS, enterprise=_ENTERPRISE_WEP)
     if f is None:
         return None
     strings = {}
@@ -899,7 +905,7 @@ def _tier(c: Scope, meta: _Meta, spec: Any) -> Any:
 
 
 def _network_set(c: Scope, kind: str, meta: _Meta, spec: Any) -> Any:
-    f = ck.fields(c, spec, "spec", ("nets",))
+    f = ck.fields(c, spec, "spec", ("nets",), enterprise=_ENTERPRISE_NETWORK_SET)
     if f is None:
         return None
     items = ck.list_of(c, f.get("nets"), "spec.nets")
