@@ -72,6 +72,7 @@ MAX_SELECTOR = 1024
 # ----------------------------------------------------------------------------------------------
 
 _PORT_TOKEN_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
+_GLOBAL_ONLY_RE = re.compile(r"[ \t]*global\([ \t]*\)[ \t]*")
 _IANA_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -295,7 +296,9 @@ def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> An
         c.err(path, str(exc), _selector_fix(text))
         return BAD
     if allow_global and "global(" in text:
-        if parsed.canonical != "global()":
+        # validateEntityRule tokenises the selector: one global() token and nothing else, not even
+        # parentheses (spaces and tabs are not tokens)
+        if _GLOBAL_ONLY_RE.fullmatch(text) is None:
             c.err(path, "global() cannot be combined with other selectors",
                   "write namespaceSelector: global() on its own")
             return BAD
