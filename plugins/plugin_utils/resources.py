@@ -275,9 +275,12 @@ def _selector_fix(text: str) -> str:
     return "see the Calico selector syntax: label == 'value', has(label), label in {'a', 'b'}, !, &&, ||"
 
 
-def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> Any:
+def _selector(c: Scope, value: Any, path: str, allow_global: bool = False, refuse_global: bool = True) -> Any:
     """A selector string: a parsed Selector, None when absent or empty, or BAD.  With
-    ``allow_global`` (rule namespaceSelector) returns the string "global()" for the global scope."""
+    ``allow_global`` (rule namespaceSelector) returns the string "global()" for the global scope.
+    ``refuse_global``: the selector may not contain ``global(`` at all (Calico's CEL rules on the
+    policy selectors and the rule selector; a rule's notSelector has no such rule, and there
+    global() matches every endpoint, as all() does)."""
     text = ck.string(c, value, path)
     if text is None or text is BAD:
         return text
@@ -286,7 +289,7 @@ def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> An
     if len(text) > MAX_SELECTOR:
         c.err(path, "the selector is %d characters long" % len(text), "use at most %d characters" % MAX_SELECTOR)
         return BAD
-    if "global(" in text and not allow_global:
+    if "global(" in text and not allow_global and refuse_global:
         c.err(path, "global() is only allowed as the whole namespaceSelector of a rule",
               "remove global() from this selector")
         return BAD
@@ -381,7 +384,7 @@ def _entity(c: Scope, value: Any, path: str) -> Any:
                 seen.append(net)
         nets_out[field] = tuple(seen)
     sel = _selector(c, f.get("selector"), ck.join_path(path, "selector"))
-    not_sel = _selector(c, f.get("notSelector"), ck.join_path(path, "notSelector"))
+    not_sel = _selector(c, f.get("notSelector"), ck.join_path(path, "notSelector"), refuse_global=False)
     ns_sel = _selector(c, f.get("namespaceSelector"), ck.join_path(path, "namespaceSelector"), allow_global=True)
     ports = _ports(c, f.get("ports"), ck.join_path(path, "ports"))
     not_ports = _ports(c, f.get("notPorts"), ck.join_path(path, "notPorts"))

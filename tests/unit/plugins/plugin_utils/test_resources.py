@@ -318,6 +318,19 @@ def test_staged_global_network_policy():
     assert world.policies[("StagedGlobalNetworkPolicy", None, "c")].do_not_track
 
 
+def test_global_in_a_rule_not_selector_is_all():
+    """policy_common.go: the CEL rule against global( covers EntityRule.selector only; the parser
+    accepts global() and it matches every label set."""
+    world = build(doc("GlobalNetworkPolicy", "a", {"ingress": [{"action": "Allow",
+                                                               "source": {"notSelector": "global()"}}]}))
+    rule = world.policies[("GlobalNetworkPolicy", None, "a")].ingress[0]
+    assert rule.source.not_selector == selector.parse("global()") and rule.source.not_selector.matches({})
+    assert problems(doc("GlobalNetworkPolicy", "a", {"ingress": [{"action": "Allow",
+                                                                  "source": {"selector": "global()"}}]})) == [
+        "GlobalNetworkPolicy a: spec.ingress[0].source.selector: global() is only allowed as the whole "
+        "namespaceSelector of a rule (remove global() from this selector)"]
+
+
 def test_empty_staged_action_is_set():
     """validator_test.go "should accept an empty StagedAction value": "" is unset, i.e. Set."""
     world = build(doc("StagedGlobalNetworkPolicy", "a", {"stagedAction": "", "selector": "foo == 'bar'"}),
