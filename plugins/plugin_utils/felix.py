@@ -585,6 +585,8 @@ def _route_table_range(c: Scope, value: Any, path: str) -> None:
 
 
 def _route_table_ranges(c: Scope, value: Any, path: str) -> None:
+    """The CEL rules of RouteTableIDRange, validateRouteTableIDRange (max at most 0xffffffff, the
+    highest Linux table) and validateFelixConfigSpec (at most 0xffff tables in all)."""
     total = 0
     for i, item in enumerate(value):
         if not checks.is_map(item):
@@ -596,9 +598,12 @@ def _route_table_ranges(c: Scope, value: Any, path: str) -> None:
             c.err(checks.index_path(path, i), "min must be >= 1", "set min to 1 or more")
         if low > high:
             c.err(checks.index_path(path, i), "min must not be greater than max", "swap min and max")
-        total += max(0, high - low + 1)
-    if total > 0xFFFFFFFF:
-        c.err(path, "targets too many tables", "use fewer route tables")
+        if high > 0xFFFFFFFF:
+            c.err(checks.join_path(checks.index_path(path, i), "max"), "%d is above the highest Linux route table"
+                  % high, "use at most %d" % 0xFFFFFFFF)
+        total += high - low + 1
+    if total > 0xFFFF:
+        c.err(path, "targets %d route tables" % total, "use at most %d tables in all" % 0xFFFF)
 
 
 def _bpf_log_filters(c: Scope, value: Any, path: str) -> None:

@@ -254,6 +254,12 @@ def test_valid_unused_fields_pass(spec):
     # Go's $ is the end of the text: a trailing newline (a YAML '|' block) does not match
     ({"chainInsertMode": "Insert\n"}, "spec.chainInsertMode: 'Insert\\n' is not a valid value (write a value "
                                       "matching Calico's pattern ^(?i)(Insert|Append)?$)"),
+    # validator_test.go "should reject single route table ranges targeting too many tables" and
+    # "should reject route table ranges max too large"
+    ({"routeTableRanges": [{"min": 1, "max": 65536}]}, "spec.routeTableRanges: targets 65536 route tables (use at "
+                                                       "most 65535 tables in all)"),
+    ({"routeTableRanges": [{"min": 4294967295, "max": 4294967296}]},
+     "spec.routeTableRanges[0].max: 4294967296 is above the highest Linux route table (use at most 4294967295)"),
     ({"tproxyMode": "Enabled"}, "spec.tproxyMode: tproxyMode is a Calico Enterprise setting, not part of open-source "
                                 "Calico's FelixConfiguration (remove it: hostfw implements open-source Calico)"),
     ({"windowsDnsCacheFile": "c:\\dns"}, "spec.windowsDnsCacheFile: windowsDnsCacheFile is a Calico Enterprise "
