@@ -142,8 +142,8 @@ ENTERPRISE_FIX = "remove it: hostfw implements open-source Calico"
 
 
 def fields(c: Scope, value: Any, path: str, allowed: Iterable[str], what: str = "",
-            hints: Optional[Mapping[str, str]] = None,
-            enterprise: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
+           hints: Optional[Mapping[str, str]] = None,
+           enterprise: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
     """A mapping with only known keys (unknown keys are reported).  None -> {}; not a mapping ->
     reported and None.  ``hints`` maps a misplaced field name to the fix to suggest;
     ``enterprise`` maps a field that only Calico Enterprise has to the fix to suggest."""
@@ -373,10 +373,10 @@ def qualified_name_problem(key: str) -> Optional[str]:
     return None
 
 
-LABEL_KEY_FIX = "use an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', " \
-                 "starting and ending with a letter or digit"
-LABEL_VALUE_FIX = "use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, " \
-                   "or an empty string"
+LABEL_KEY_FIX = ("use an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', "
+                 "starting and ending with a letter or digit")
+LABEL_VALUE_FIX = ("use at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, "
+                   "or an empty string")
 
 
 def _qualified_map(c: Scope, value: Any, path: str, what: str, fold_case: bool, check_value) -> Any:

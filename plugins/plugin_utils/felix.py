@@ -86,8 +86,7 @@ def _choice(*choices: str) -> Parser:
     def parse(c: Scope, value: Any, path: str) -> Any:
         if value == "":
             return None
-        what = {"defaultEndpointToHostAction": "an endpoint-to-host action"}.get(path.rsplit(".", 1)[-1],
-                                                                              "a deny action")
+        what = {"defaultEndpointToHostAction": "an endpoint-to-host action"}.get(path.rsplit(".", 1)[-1], "a deny action")
         return checks.enum(c, value, path, choices, what, ignore_case=True)
 
     return parse

@@ -1035,8 +1035,7 @@ def _document(sink: errors.Collector, warnings: List[str], doc: Any, origin: str
         return None
     namespaced = kind in NAMESPACED_KINDS
     rule = _NAME_RULE_OF_KIND.get(kind, "subdomain")
-    name = ck.check_name(c, meta_raw.get("name"), "metadata.name", rule,
-                       "tier name" if rule == "tier" else "name")
+    name = ck.check_name(c, meta_raw.get("name"), "metadata.name", rule, "tier name" if rule == "tier" else "name")
     namespace = None
     if namespaced:
         ns = meta_raw.get("namespace")

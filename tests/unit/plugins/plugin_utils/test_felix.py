@@ -263,8 +263,8 @@ def test_valid_unused_fields_pass(spec):
     ({"tproxyMode": "Enabled"}, "spec.tproxyMode: tproxyMode is a Calico Enterprise setting, not part of open-source "
                                 "Calico's FelixConfiguration (remove it: hostfw implements open-source Calico)"),
     ({"windowsDnsCacheFile": "c:\\dns"}, "spec.windowsDnsCacheFile: windowsDnsCacheFile is a Calico Enterprise "
-                                          "setting, not part of open-source Calico's FelixConfiguration (remove it: "
-                                          "hostfw implements open-source Calico)"),
+                                         "setting, not part of open-source Calico's FelixConfiguration (remove it: "
+                                         "hostfw implements open-source Calico)"),
     ({"iptablesLockTimeout": "10s"}, "spec.iptablesLockTimeout: iptablesLockTimeout is no longer a "
                                      "FelixConfiguration field: open-source Calico removed it in v3.32 (remove it)"),
 ])
