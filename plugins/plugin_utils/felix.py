@@ -299,7 +299,7 @@ def _make_config_class():
     fields = []
     for attr in _ATTRS:
         default = next(s.default for s in SETTINGS if s.attr == attr)
-        fields.append((attr, Any, dataclasses.field(default=default)))
+        fields.append((attr, Any, dataclasses.field(default=default)))  # pylint: disable=invalid-field-call
     cls = dataclasses.make_dataclass("FelixConfig", fields, frozen=True)
     cls.__module__ = __name__
     cls.__doc__ = ("The FelixConfiguration values of one node that matter for host protection: every "

@@ -220,8 +220,8 @@ def test_unused_fields_are_validated_as_calico_does(spec, message):
      "kubeNodePortRanges": [30000, "30000:32767"], "bpfLogFilters": {"eth0": "tcp"},
      "healthTimeoutOverrides": [{"name": "InternalDataplaneMainLoop", "timeout": "60s"}],
      "bpfConntrackTimeouts": {"tcpSynSent": "Auto", "udpTimeout": "60s"}, "natPortRange": "32768:65535",
-     "nftablesMode": "Enabled", "logSeverityScreen": "Info", "defaultEndpointToHostAction": "",
-     "natOutgoingAddress": ""},
+     "nftablesMode": "Enabled", "logSeverityScreen": "Info", "defaultEndpointToHostAction": ""},
+    {"natOutgoingAddress": ""},
 ])
 def test_valid_unused_fields_pass(spec):
     assert config(build(felix_doc("default", spec))) == felix.FelixConfig()
