@@ -206,16 +206,28 @@ def boolean(c: Scope, value: Any, path: str) -> Any:
     return BAD
 
 
+def as_int(value: Any) -> Optional[int]:
+    """``value`` as an integer when Calico reads it as one, else None.  A YAML number with a
+    fraction of zero (``80.0``) is an integer to Calico: ``calicoctl`` and ``kubectl`` turn YAML into
+    JSON through Go's encoding/json, which writes the float 80.0 as ``80``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def integer(c: Scope, value: Any, path: str, low: int, high: int, what: str) -> Any:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            c.err(path, "expected an integer, got %s" % show(value), "write %d" % int(value))
-        else:
-            c.err(path, "expected an integer, got %s" % shown(value),
-                  "write %s as a number %d-%d without quotes" % (what, low, high))
+    number = as_int(value)
+    if number is None:
+        c.err(path, "expected an integer, got %s" % shown(value),
+              "write %s as a number %d-%d without quotes" % (what, low, high))
         return BAD
+    value = number
     if not low <= value <= high:
         c.err(path, "%d is not a valid %s" % (value, what), "use %d-%d" % (low, high))
         return BAD

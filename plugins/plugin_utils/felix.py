@@ -361,7 +361,7 @@ def schema_check(c: Scope, value: Any, schema: Mapping[str, Any], path: str) -> 
         high = schema.get("maximum", 2 ** 63 - 1)
         return checks.integer(c, value, path, low, high, "value") is not BAD
     if kind == "int-or-string":
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if checks.as_int(value) is None and not isinstance(value, str):
             c.err(path, "expected a number or a string, got %s" % checks.shown(value), "write a number or a string")
             return False
         return True
@@ -411,6 +411,24 @@ def schema_check(c: Scope, value: Any, schema: Mapping[str, Any], path: str) -> 
                 ok = schema_check(c, item, inner, checks.key_path(path, str(key))) and ok
         return ok
     return True
+
+
+def schema_normalise(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` (valid for ``schema``) with every integral float in an integer position made an
+    int, as Calico reads it (:func:`checks.as_int`)."""
+    kind = schema.get("type")
+    if kind in ("integer", "int-or-string"):
+        number = checks.as_int(value)
+        return value if number is None else number
+    if kind == "array" and isinstance(value, (list, tuple)):
+        return [schema_normalise(item, schema.get("items", {})) for item in value]
+    if kind == "object" and checks.is_map(value):
+        inner = schema.get("properties")
+        if inner is not None:
+            return {k: schema_normalise(v, inner[k]) if k in inner else v for k, v in value.items()}
+        extra = schema.get("additionalProperties")
+        return {k: schema_normalise(v, extra) for k, v in value.items()} if extra else dict(value)
+    return value
 
 
 # -- Go validator and CEL rules beyond the OpenAPI schema ----------------------------------------
@@ -796,6 +814,7 @@ def felix_configuration(c: Scope, name: str, created: Any, spec: Any) -> Any:
             continue  # omitempty drops it before Calico validates: unset
         if not schema_check(c, value, felix_schema.FIELDS[key], path):
             continue
+        value = schema_normalise(value, felix_schema.FIELDS[key])
         if key in GO_DURATION_FIELDS:
             _duration(c, value, path)
         if key in GO_BOUNDS and isinstance(value, int) and not isinstance(value, bool):

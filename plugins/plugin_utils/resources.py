@@ -87,6 +87,8 @@ def _protocol(c: Scope, value: Any, path: str) -> Any:
     """Rule protocol: a number 1-255 (also as a numeric string) or an exact name."""
     if value is None:
         return None
+    if ck.as_int(value) is not None:
+        value = ck.as_int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         c.err(path, "expected a protocol name or number, got %s" % ck.shown(value), _PROTOCOL_FIX)
         return BAD
@@ -125,6 +127,8 @@ def _port_number(c: Scope, number: int, path: str, shown: str) -> Any:
 
 def _port(c: Scope, value: Any, path: str) -> Any:
     """One entry of a rule's ports list: number, "min:max" or a named port."""
+    if ck.as_int(value) is not None:
+        value = ck.as_int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         c.err(path, "expected a port number, a 'min:max' range or a port name, got %s"
               % (ck.show(value) if isinstance(value, float) else ck.tname(value)),
@@ -417,6 +421,8 @@ def _rule(c: Scope, value: Any, path: str) -> Any:
         bad = bad or action is BAD
     ip_version = f.get("ipVersion")
     if ip_version is not None:
+        if ck.as_int(ip_version) is not None:
+            ip_version = ck.as_int(ip_version)
         if isinstance(ip_version, bool) or ip_version not in (4, 6) or not isinstance(ip_version, int):
             c.err(ck.join_path(path, "ipVersion"), "%s is not an IP version" % (
                 ck.show(ip_version) if isinstance(ip_version, (str, int, float)) else ck.tname(ip_version)),

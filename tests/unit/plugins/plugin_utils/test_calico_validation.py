@@ -63,6 +63,7 @@ SOURCES = (
     "test/validation/",  # API-server validation tests (CRD schema + CEL)
     "parser_test.go",  # libcalico-go/lib/selector/parser/parser_test.go
     "calicoctl/tests/",  # calicoctl system tests (test_crud.py, utils/data.py)
+    "calicoctl/calicoctl/",  # how calicoctl reads a document
     "validator.go",  # libcalico-go/lib/validator/v3/validator.go, where no test covers a check
     "libcalico-go/lib/apis/internalapi/",  # WorkloadEndpoint types (no CRD backs them)
     "api/",  # api/pkg/apis/projectcalico/v3 types, CEL rules and CRDs
