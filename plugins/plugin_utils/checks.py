@@ -449,7 +449,9 @@ def annotations(c: Scope, value: Any, path: str) -> Any:
         return True
 
     out = _qualified_map(c, value, path, "annotation", True, check_value)
-    total = sum(len(k) + len(v) for k, v in out.items()) if out is not BAD else 0
+    # bytes, as Go counts len() of a string (validateObjectMetaAnnotations)
+    total = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+                for k, v in out.items()) if out is not BAD else 0
     if total > MAX_ANNOTATIONS:
         c.err(path, "the annotations are %d bytes in total" % total, "use at most %d bytes" % MAX_ANNOTATIONS)
         return BAD
