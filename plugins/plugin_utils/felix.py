@@ -244,15 +244,17 @@ def parse_failsafes(c: Scope, value: Any, path: str) -> Any:
         if proto is None or proto == "":
             proto = "TCP"
         proto = checks.string(c, proto, checks.join_path(ipath, "protocol"))
+        # The resource's protocol reaches Felix lower-cased (libcalico-go felixconfigprocessor.go
+        # protoPortSliceToString), so any case of TCP and UDP works; no validator checks it.
         if proto is BAD:
             bad = True
-        elif proto == "SCTP":
-            c.err(checks.join_path(ipath, "protocol"), "'SCTP' passes Calico's API validation but Felix then fails "
-                                                       "to start with it", "use TCP or UDP")
+        elif proto.upper() == "SCTP":
+            c.err(checks.join_path(ipath, "protocol"), "%s passes Calico's API validation but Felix then fails "
+                                                       "to start with it" % checks.show(proto), "use TCP or UDP")
             bad = True
-        elif proto not in ("TCP", "UDP"):
-            fix = "use %s" % proto.upper() if proto.upper() in ("TCP", "UDP") else "use TCP or UDP"
-            c.err(checks.join_path(ipath, "protocol"), "%s is not a failsafe protocol" % checks.show(proto), fix)
+        elif proto.upper() not in ("TCP", "UDP"):
+            c.err(checks.join_path(ipath, "protocol"), "%s is not a failsafe protocol" % checks.show(proto),
+                  "use TCP or UDP")
             bad = True
         port = f.get("port")
         if port is None:

@@ -65,7 +65,7 @@ SOURCES = (
     "calicoctl/tests/",  # calicoctl system tests (test_crud.py, utils/data.py)
     "calicoctl/calicoctl/",  # how calicoctl reads a document
     "validator.go",  # libcalico-go/lib/validator/v3/validator.go, where no test covers a check
-    "libcalico-go/lib/apis/internalapi/",  # WorkloadEndpoint types (no CRD backs them)
+    "libcalico-go/lib/",  # WorkloadEndpoint types (no CRD backs them), the syncer that feeds Felix
     "api/",  # api/pkg/apis/projectcalico/v3 types, CEL rules and CRDs
     "felix/",  # Felix tests that set FelixConfiguration values
     "tigera/docs",  # Calico Enterprise references (Enterprise-only fields)
