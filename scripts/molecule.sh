@@ -73,6 +73,37 @@ done
 declare -A RESULT TIME IMAGE
 failed=0
 summary=()
+
+# 1. the root file systems that are missing, built side by side (debootstrap mostly waits for the
+#    mirror): those of the images that do not exist yet, and all three for the platform tests
+"${REPO}/scripts/build-image.sh" --print-name >/dev/null || exit 2   # the test key, before the parallel builds
+declare -A ROOTFS_NEEDED
+for suite in bullseye bookworm trixie; do
+    if [[ " ${PLAN[*]} " == *" platforms "* ]]; then
+        ROOTFS_NEEDED[${suite}]=1
+    elif [[ -n "${SUITES_NEEDED[${suite}]:-}" ]] && \
+         ! podman image exists "$("${REPO}/scripts/build-image.sh" --print-name "${suite}")"; then
+        ROOTFS_NEEDED[${suite}]=1
+    fi
+done
+if [[ ${#ROOTFS_NEEDED[@]} -gt 0 ]]; then
+    LOGS="$(mktemp -d "${TMPDIR:-/tmp}/hostfw-rootfs-logs.XXXXXX")"
+    declare -A PIDS
+    start=$(date +%s)
+    for suite in "${!ROOTFS_NEEDED[@]}"; do
+        "${REPO}/scripts/build-image.sh" --rootfs "${suite}" >"${LOGS}/${suite}.log" 2>&1 &
+        PIDS[${suite}]=$!
+    done
+    for suite in bullseye bookworm trixie; do
+        [[ -n "${PIDS[${suite}]:-}" ]] || continue
+        if wait "${PIDS[${suite}]}"; then status=ok; else status=FAILED; failed=1; tail -n 30 "${LOGS}/${suite}.log" >&2; fi
+        grep -E '^rootfs ' "${LOGS}/${suite}.log" >&2 || true
+        summary+=("$(printf '  %-22s %-7s %4ss' "rootfs ${suite}" "${status}" "$(( $(date +%s) - start ))")")
+    done
+    rm -rf "${LOGS}"
+fi
+
+# 2. the images (imported from those trees when they do not exist yet)
 for suite in bullseye bookworm trixie; do
     [[ -n "${SUITES_NEEDED[${suite}]:-}" ]] || continue
     start=$(date +%s)
