@@ -78,7 +78,6 @@ if __name__ == "__main__":
 '''
 
 
-
 class Rollback(object):
     """Arming and disarming, for one module run.  ``run(argv, check_rc)`` runs a command (the
     module's ``run_command``), ``which(name)`` finds a binary, ``check_file(path, what)`` runs

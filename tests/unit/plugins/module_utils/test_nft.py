@@ -161,6 +161,6 @@ def test_inspect_foreign_tables():
 
 def test_inspect_custom_failsafes_and_empty():
     tables, findings = _nft_inspect.inspect_ruleset(SAMPLE, failsafe_inbound=[{"protocol": "tcp", "port": 22}],
-                                            failsafe_outbound=[])
+                                                    failsafe_outbound=[])
     assert findings == []
     assert _nft_inspect.inspect_ruleset({}, INBOUND, OUTBOUND) == ([], [])
