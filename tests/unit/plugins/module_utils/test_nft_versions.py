@@ -19,8 +19,9 @@ import pytest
 
 from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
-COLLECTIONS = os.path.join(ROOT, ".collections")
+# the directory that holds ansible_collections/hostfw/nftables, wherever the tests import it from
+# (.collections/ here, ansible-test's own copy under ansible-test units)
+COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_nft.__file__), *[os.pardir] * 5))
 
 FAKE_NFT = r'''
 import json, os, re, sys
