@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import ansible
 import pytest
 
 from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
@@ -22,6 +23,9 @@ from ansible_collections.hostfw.nftables.plugins.module_utils import _nft
 # the directory that holds ansible_collections/hostfw/nftables, wherever the tests import it from
 # (.collections/ here, ansible-test's own copy under ansible-test units)
 COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(_nft.__file__), *[os.pardir] * 5))
+# and the ansible-core the tests run with (ansible-test units puts it on the path by PYTHONPATH)
+MODULE_PATH = os.pathsep.join([COLLECTIONS, os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))]
+                              + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 FAKE_NFT = r'''
 import json, os, re, sys
@@ -164,7 +168,7 @@ class Host:
             script.write_text("#!%s\n%s" % (sys.executable, source))
             script.chmod(0o755)
         self.env = dict(os.environ, PATH="%s:%s" % (self.bin, os.environ.get("PATH", "/usr/bin:/bin")),
-                        PYTHONPATH=COLLECTIONS, FAKE_NFT_STATE=str(self.state), FAKE_NFT_RELIST=relist,
+                        PYTHONPATH=MODULE_PATH, FAKE_NFT_STATE=str(self.state), FAKE_NFT_RELIST=relist,
                         FAKE_NFT_VERSION=version)
         self.env.pop("FAKE_NFT_NS", None)
         self.calls = 0
