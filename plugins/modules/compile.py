@@ -251,6 +251,11 @@ lint:
         fix: "narrow the source to the nodes and the cluster's add-ons ..."
         acknowledged: false
     summary: {error: 1, warning: 0, info: 1, acknowledged: 0}
+lint_lines:
+  description: One line per lint finding (code, severity, kind, name, field path, message, source), for display.
+  returned: when O(lint) is true
+  type: list
+  elements: str
 matrix_diff_summary:
   description: The counts of the diff against O(compare_to) - C(opened), C(closed), C(unchanged), C(only_old),
     C(only_new) and C(cells).

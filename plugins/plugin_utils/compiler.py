@@ -286,6 +286,7 @@ def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[st
         report = lint.run(comp, probes)
         comp.timings["lint"] = time.perf_counter() - t0
         out["lint"] = report.as_dict()
+        out["lint_lines"] = [str(f) + (" [acknowledged]" if f.acknowledged else "") for f in report.findings]
         counts = report.counts()
         notes.append("lint: %d error(s), %d warning(s), %d info, %d acknowledged" % (
             counts["error"], counts["warning"], counts["info"], counts["acknowledged"]))

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -79,36 +80,41 @@ def probe_key(probe: Mapping) -> Tuple[str, Any]:
 # One world, by equivalence classes
 # ----------------------------------------------------------------------------------------------
 
+def _ref_id(ref) -> Tuple:
+    """The identity of an address-set reference that is the same in two worlds: the model names a
+    selector or net-list set after its canonical key (model.AddrRef.name, .comment)."""
+    return (ref.kind, ref.name, ref.comment) if hasattr(ref, "kind") else ("named", ref.name, ref.comment)
+
+
 class _Membership:
-    """Which address sets (and named-port triples) of one rule side an address is in."""
+    """Which address sets (and named-port triples) of one rule side an address is in: a signature
+    comparable between two worlds (sets are named by their selector or nets, not by identity)."""
 
     def __init__(self):
-        self.sets: Dict[int, List[Tuple[int, Any]]] = {4: [], 6: []}
+        self.sets: Dict[int, List[Tuple[Tuple, Any]]] = {4: [], 6: []}
         self._seen = set()
-        self.named: Dict[Tuple[int, int], List[Tuple[int, int, int]]] = {}
+        self.named: Dict[Tuple[int, int], List[Tuple[Tuple, int, int]]] = {}
         self._cache: Dict[str, Tuple] = {}
 
-    def add_set(self, addrs) -> None:
-        key = (addrs.family, addrs.intervals)
-        if key in self._seen:
+    def add_set(self, ident: Tuple, addrs) -> None:
+        if ident in self._seen:
             return
-        self._seen.add(key)
-        self.sets[addrs.family].append((len(self._seen), addrs))
+        self._seen.add(ident)
+        self.sets[addrs.family].append((ident, addrs))
 
     def add_named(self, ref) -> None:
-        key = ("named", ref.name)
-        if key in self._seen:
+        ident = _ref_id(ref)
+        if ident in self._seen:
             return
-        self._seen.add(key)
-        idx = len(self._seen)
+        self._seen.add(ident)
         for ip, proto, port in ref.members:
-            self.named.setdefault((ref.family, ip), []).append((idx, proto, port))
+            self.named.setdefault((ref.family, ip), []).append((ident, proto, port))
 
     def signature(self, ip: str) -> Tuple:
         hit = self._cache.get(ip)
         if hit is None:
             fam, value = parse_ip(ip)
-            inside = tuple(idx for idx, addrs in self.sets[fam] if value in addrs)
+            inside = tuple(sorted(ident for ident, addrs in self.sets[fam] if value in addrs))
             hit = (fam, inside, tuple(sorted(self.named.get((fam, value), ()))))
             self._cache[ip] = hit
         return hit
@@ -117,8 +123,10 @@ class _Membership:
 class ClassMatrix:
     """The matrix of one compiled world, computed on equivalence classes of endpoints."""
 
-    def __init__(self, comp, probes: Sequence[Mapping], label: str):
+    def __init__(self, comp, probes: Sequence[Mapping], label: str, interned: Optional[Dict[Any, int]] = None):
         self.comp = comp
+        # plan shapes by value -> token; shared by the two worlds of a diff so that keys compare
+        self.interned: Dict[Any, int] = interned if interned is not None else {}
         self.label = label
         self.probes = [dict(p) for p in probes]
         self.builder = MatrixBuilder(comp.model, comp.inventory.hosts_of_node)
@@ -131,6 +139,9 @@ class ClassMatrix:
         self._src_keys: Dict[str, Any] = {}
         self._dst_keys: Dict[str, Any] = {}
         self._memo: Dict[Tuple, Optional[str]] = {}
+        self._shapes: Dict[Tuple, Any] = {}
+        self._felix_ids: Dict[int, int] = {}
+        self._keep: List[Any] = []
         self.evaluated = 0
 
     def _collect_sets(self) -> None:
@@ -147,7 +158,7 @@ class ClassMatrix:
                 for side, member in ((m.src, self._src_side), (m.dst, self._dst_side)):
                     for ref in (side.nets, side.not_nets, side.sel, side.not_sel):
                         if ref is not None:
-                            member.add_set(ref.addrs)
+                            member.add_set(_ref_id(ref), ref.addrs)
                     for ref in (side.named, side.not_named):
                         if ref is not None:
                             member.add_named(ref)
@@ -158,16 +169,32 @@ class ClassMatrix:
                 if entry.net:
                     fam, a, b = parse_net(entry.net)
                     for member in (self._src_side, self._dst_side):
-                        member.add_set(_addrset(fam, a, b))
+                        member.add_set(("failsafe", entry.net), _addrset(fam, a, b))
 
     # -- keys ---------------------------------------------------------------------------------
 
+    def _felix_token(self, config) -> int:
+        token = self._felix_ids.get(id(config))
+        if token is None:
+            token = self.interned.setdefault(("felix", config), len(self.interned))
+            self._felix_ids[id(config)] = token
+            self._keep.append(config)
+        return token
+
     def _plan_shape(self, node: str):
+        """What the evaluator reads of a node's plan, by value (equal in two worlds when the
+        policies, tiers, profiles and Felix settings that apply are equal)."""
         plan = self.builder.plan_of_node(node)
         if plan is None:
             return None
-        return (tuple((ep.iface, id(ep.tiers), tuple(id(p) for p in ep.profiles)) for ep in plan.endpoints),
-                plan.felix)
+        key = tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints) + (self._felix_token(plan.felix),)
+        hit = self._shapes.get(key)
+        if hit is None:
+            value = (tuple((ep.iface, ep.tiers, ep.profiles) for ep in plan.endpoints), plan.felix)
+            hit = self.interned.setdefault(value, len(self.interned))  # a small token, equal for equal values
+            self._shapes[key] = hit
+            self._keep.append(plan)
+        return hit
 
     def src_key(self, name: str):
         if name in self._src_keys:
@@ -207,6 +234,16 @@ class ClassMatrix:
         return bool(node) and node == d.obj.node
 
     # -- verdicts -----------------------------------------------------------------------------
+
+    def exists(self, src: str, dst: str, probe: Mapping) -> bool:
+        """Whether the matrix has this cell (MatrixBuilder.cell's conditions, without evaluating)."""
+        s, d = self.sources.get(src), self.dests.get(dst)
+        if s is None or d is None or src == dst or not s.ips:
+            return False
+        fam = family_of(s.ips[0])
+        if not any(family_of(ip) == fam for ip in d.ips):
+            return False
+        return not (probe["protocol"] == "ICMP" and fam == 6 or probe["protocol"] == "ICMPv6" and fam == 4)
 
     def cell(self, src: str, dst: str, probe: Mapping) -> Optional[Dict]:
         """The exact cell (MatrixBuilder.cell), or None when the world has no such cell."""
@@ -257,7 +294,7 @@ class _Tally:
         self.truncated = False
 
     def add(self, old_v, new_v, count, cells=None, max_changes=DEFAULT_MAX_CHANGES):
-        if count <= 0:
+        if count <= 0 or (old_v is None and new_v is None):
             return
         self.summary["cells"] += count
         if old_v is None and new_v is not None:
@@ -279,8 +316,9 @@ class _Tally:
 def diff_compilations(old, new, probes: Sequence[Mapping], old_label: str = "old", new_label: str = "new",
                       max_changes: int = DEFAULT_MAX_CHANGES) -> Dict[str, Any]:
     """The diff of two compiled worlds (:class:`compiler.Compilation`) over ``probes``."""
-    om = ClassMatrix(old, probes, old_label)
-    nm = ClassMatrix(new, probes, new_label)
+    interned: Dict[Any, int] = {}
+    om = ClassMatrix(old, probes, old_label, interned)
+    nm = ClassMatrix(new, probes, new_label, interned)
     tally = _Tally()
     src_names = sorted(set(om.sources) | set(nm.sources))
     dst_names = sorted(set(om.dests) | set(nm.dests))
@@ -316,6 +354,12 @@ def diff_compilations(old, new, probes: Sequence[Mapping], old_label: str = "old
                 continue
             rep = _representative(snames, dnames, special)
             if rep is None:
+                continue
+            if skey[0] == skey[1] and dkey[0] == dkey[1] and skey[0] not in (None, ABSENT) and \
+                    dkey[0] not in (None, ABSENT):
+                # both endpoints' keys are equal by value in the two worlds: so are the verdicts
+                live = sum(1 for p in probes if nm.exists(rep[0], rep[1], p))
+                tally.add("same", "same", count * live)
                 continue
             for pi in range(len(probes)):
                 old_v = om.verdict(rep[0], rep[1], pi)
@@ -398,12 +442,24 @@ def _result(old_label, new_label, probes, tally, changes, evaluated) -> Dict[str
     return out
 
 
+def generic_reason(reason: str, cell: Mapping) -> str:
+    """``reason`` with the cell's own host endpoint names written as <source> and <destination>,
+    so that cells of hosts alike group together."""
+    for key in ("source", "destination"):
+        name = cell[key]
+        if name.startswith("host/"):
+            reason = re.sub(r"host endpoint %s\b" % re.escape(name[5:]), "host endpoint <%s>" % key, reason)
+    return reason
+
+
 def groups(changes: Sequence[Mapping]) -> List[Dict[str, Any]]:
-    """Changed cells that behave alike (same change, same old and new reasons), with their
-    endpoints and probes; the biggest first."""
+    """Changed cells that behave alike (same change, same old and new reasons, up to the cells' own
+    host endpoint names: :func:`generic_reason`), with their endpoints and probes; the biggest
+    first."""
     by_key: Dict[Tuple[str, str, str], List[Mapping]] = {}
     for c in changes:
-        by_key.setdefault((c["change"], c["old"]["reason"], c["new"]["reason"]), []).append(c)
+        by_key.setdefault((c["change"], generic_reason(c["old"]["reason"], c),
+                           generic_reason(c["new"]["reason"], c)), []).append(c)
     out = []
     for (change, old_reason, new_reason), cells in by_key.items():
         probes, seen = [], set()
@@ -464,8 +520,8 @@ def to_markdown(diff: Mapping) -> str:
                   "- sources (%d): %s" % (len(g["sources"]), _names(g["sources"])),
                   "- destinations (%d): %s" % (len(g["destinations"]), _names(g["destinations"])),
                   "- probes: %s" % ", ".join(probe_label(p) for p in g["probes"]), ""]
-        first = [c for c in diff["changes"] if c["change"] == g["change"] and c["old"]["reason"] == g["old_reason"]
-                 and c["new"]["reason"] == g["new_reason"]][:MD_CELLS_PER_GROUP]
+        first = [c for c in diff["changes"] if c["change"] == g["change"] and generic_reason(c["old"]["reason"], c) ==
+                 g["old_reason"] and generic_reason(c["new"]["reason"], c) == g["new_reason"]][:MD_CELLS_PER_GROUP]
         lines += ["| source | destination | probe | old | new |", "|---|---|---|---|---|"]
         for c in first:
             lines.append("| %s | %s | %s | %s | %s |" % (_cell_md(c["source"]), _cell_md(c["destination"]),
@@ -490,7 +546,7 @@ def ansible_inventory(source: str) -> Dict[str, Any]:
     """``ansible-inventory -i SOURCE --list`` (the controller's own Ansible), as data."""
     cmd = [sys.executable, "-m", "ansible.cli.inventory", "-i", source, "--list"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise _problem(source, "ansible-inventory could not run: %s (compare to an earlier output directory "
                                "instead)" % exc) from None

@@ -563,6 +563,20 @@ class Linter:
             plan = comp.plan(host)
             if plan is not None and plan.endpoints:
                 self.plans[host] = plan
+        # failsafe lists per host, interned: hosts alike share one token
+        self.fs_token: Dict[str, int] = {}
+        self.fs_values: List[Tuple] = []
+        interned: Dict[Tuple, int] = {}
+        by_id: Dict[int, int] = {}
+        for host, plan in self.plans.items():
+            token = by_id.get(id(plan.felix))
+            if token is None:
+                value = (tuple(plan.felix.failsafe_inbound), tuple(plan.felix.failsafe_outbound))
+                token = interned.setdefault(value, len(interned))
+                if token == len(self.fs_values):
+                    self.fs_values.append(value)
+                by_id[id(plan.felix)] = token
+            self.fs_token[host] = token
         # policy key -> [(host, plan, endpoint plan, class, direction)]
         self.applies: Dict[Tuple, List[Tuple]] = {}
         for host, plan in sorted(self.plans.items()):
@@ -670,12 +684,15 @@ class Linter:
                 continue
             over = rule_boxes(rule, under=False) or []
             hits: Dict[str, List[str]] = {}
+            by_config: Dict[Tuple, List[str]] = {}
             for host, plan, _ep, _cls, _d in entries:
-                fs = plan.felix.failsafe_inbound if direction == INGRESS else plan.felix.failsafe_outbound
+                by_config.setdefault(self.fs_token[host], []).append(host)
+            for token, hosts_fs in by_config.items():
+                fs = self.fs_values[token][0 if direction == INGRESS else 1]
                 for entry in fs:
                     boxes = failsafe_box(entry, 5, 2 if direction == INGRESS else 4)
                     if region_and(over, boxes):
-                        hits.setdefault(str(entry), []).append(host)
+                        hits.setdefault(str(entry), []).extend(hosts_fs)
             restricted = any(m.src.has_addresses if direction == INGRESS else m.dst.nets or m.dst.sel
                              for m in rule.variants)
             if hits and (rule.action == "Deny" or restricted):
