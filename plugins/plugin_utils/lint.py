@@ -1170,7 +1170,7 @@ class Linter:
                     else:
                         label = _rule_label(owner, unit.direction, rule.index, rule.action, prefix)
                     decides, blockers, pieces = True, [], None
-                    if over is not None:
+                    if over:  # a rule that matches nothing at all is not an anomaly of order (HF006, HF009)
                         pieces = list(over)
                         if pos is not None:
                             kept = region_and(pieces, pos)
