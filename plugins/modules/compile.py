@@ -82,8 +82,9 @@ options:
     description:
       - Lint the compiled world (Calico-aware findings HF001-HF012 and the rule anomalies HF101-HF102, documented
         in the collection's C(docs/lint.md)) and return RV(lint); with O(output_dir), also write C(lint.json) and
-        C(lint.md). Default is true when O(output_dir) is set.
+        C(lint.md). The C(hostfw.nftables.render) playbook and the rollout's check mode turn it on.
     type: bool
+    default: false
   lint_fail_on:
     description:
       - Fail the task (after every file is written) when an unacknowledged finding has this severity or a higher one;
@@ -234,7 +235,7 @@ lint:
       info), C(kind), C(name), C(path) (the field), C(source) (file and document, as validation errors name them),
       C(line), C(message), C(consequence) (in traffic terms), C(fix), C(acknowledged) and, for some codes, C(where).
       C(summary) counts the unacknowledged findings per severity, and the acknowledged ones.
-  returned: when O(lint) is true (by default with O(output_dir))
+  returned: when O(lint) is true
   type: dict
   sample:
     findings:

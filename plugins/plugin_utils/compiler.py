@@ -261,7 +261,7 @@ FAIL_ON_CHANGES = ("opened", "closed")
 
 def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[str, Dict[str, Any]],
             out_dir: Optional[str], check_mode: bool, diffs: Optional[List[Dict[str, str]]]) -> Dict[str, Any]:
-    """The lint (option ``lint``, default on with ``output_dir``) and the matrix diff against
+    """The lint (option ``lint``: the render playbook and the rollout's check mode turn it on) and the matrix diff against
     ``compare_to``: writes lint.json/lint.md and matrix-diff.json/.md into ``output_dir``, adds
     each host's changed cells to its entry (``matrix_changes``), and says what must fail the task
     (``lint_fail_on``, ``fail_on``) once every file is written."""
@@ -280,8 +280,7 @@ def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[st
             problems.append(errors.Problem("Task", "hostfw.nftables.compile", "lint_fail_on", "%r: use error, warning "
                                            "or never" % (lint_fail_on,)))
         raise errors.HostfwError(problems)
-    want_lint = options.get("lint") if options.get("lint") is not None else bool(out_dir)
-    if want_lint:
+    if options.get("lint"):
         t0 = time.perf_counter()
         report = lint.run(comp, probes)
         comp.timings["lint"] = time.perf_counter() - t0

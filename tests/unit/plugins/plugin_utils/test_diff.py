@@ -205,7 +205,7 @@ def test_compile_run_writes_the_diff_and_fails_on_opened(tmp_path):
     comp = compiler.compile_inventory(hv, str(inv))
     out = tmp_path / "out"
     res = compiler.run(comp, hv, {"output_dir": str(out), "compare_to": EXAMPLE, "fail_on": ["opened"],
-                                  "lint_fail_on": "never", "host_details": True})
+                                  "lint": True, "lint_fail_on": "never", "host_details": True})
     assert res["failed"] and res["msg"].startswith("hostfw: the change opened 4 cell(s) (fail_on: opened) against ")
     assert ("opened: dev/frontend -> host/node-control-plane TCP/10250 (was deny: ingress: end of tier host-firewall "
             "(defaultAction Deny); now allow: ingress: tier host-firewall policy node-host-firewall ingress rule 0 "
@@ -215,7 +215,7 @@ def test_compile_run_writes_the_diff_and_fails_on_opened(tmp_path):
     assert 'id="hostfw-diff"' in (out / "matrix.html").read_text()
     assert res["hosts"]["policy-llm-worker"]["matrix_changes"][0].startswith(
         "opened dev/frontend -> host/node-worker TCP/10250: deny (")
-    res = compiler.run(comp, hv, {"output_dir": str(out), "lint_fail_on": "error"})
+    res = compiler.run(comp, hv, {"output_dir": str(out), "lint": True, "lint_fail_on": "error"})
     assert res["failed"] and "HF007 error GlobalNetworkPolicy node-host-firewall: spec.ingress[0].source" in res["msg"]
     with pytest.raises(errors.HostfwError, match="fail_on: needs compare_to"):
         compiler.run(comp, hv, {"fail_on": ["closed"]})
