@@ -993,7 +993,7 @@ class Linter:
             if (p.selector is None or p.selector.is_all) and weps and heps:
                 selected = [w for w in self.world.workload_endpoints.values()]
                 self.add("HF007", p, p.kind, self.policy_name(p), "spec.selector",
-                         "selector all() selects every workload as well as the host endpoints", 
+                         "selector all() selects every workload as well as the host endpoints",
                          "the %d workload(s) of the inventory (%s) now get tier %s's policy: their traffic that this "
                          "policy does not allow meets the tier's end-of-tier Deny" % (
                              len(selected), _names(["%s/%s" % (w.namespace, w.name) for w in selected]), p.tier),
@@ -1158,7 +1158,6 @@ class Linter:
         for name, default, members, is_profile in chains:
             earlier: List[Tuple[Box, str, str]] = []
             pass_over: List[Box] = []
-            seen_pass = False
             for owner, rules in members:
                 for rule in rules:
                     if rule.action == "Log":
@@ -1193,7 +1192,6 @@ class Linter:
                     if rule.action == "Allow":
                         allowed.extend(pieces if pieces is not None else (over or []))
                     if rule.action == "Pass":
-                        seen_pass = True
                         pass_over.extend(pieces if pieces is not None else (over if over is not None else universe()))
                     earlier.extend((b, label, rule.action) for b in under)
             if default == "Deny":
