@@ -87,6 +87,8 @@ class Inventory:
     problems: List[errors.Problem] = field(default_factory=list)
     # seconds: load_inputs (variables merged, manifests parsed) and validate
     timings: Dict[str, float] = field(default_factory=dict)
+    # the directory relative manifest paths (and document origins) are relative to
+    base_dir: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -807,6 +809,7 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
     ``Inventory.problems`` (nothing is raised)."""
     state = _Collect(base_dir)
     inv = state.inv
+    inv.base_dir = base_dir
     for host, hv in hosts.items():
         host = str(host)
         if not _is_map(hv):
