@@ -173,8 +173,8 @@ hosts:
   description:
     - Per inventory host results (empty when O(host_details) is false). C(failsafe_inbound) and
       C(failsafe_outbound) are the host's failsafe entries, from its FelixConfiguration.
-    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written): the host name and
-      C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
+    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written). It is the host name
+      and C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
       made safe and unique with a hash (C(../x) becomes C(_x-<12 hex digits>.nft)).
   returned: always
   type: dict

@@ -18,7 +18,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils import compiler, d
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(HERE))))
 EXAMPLE = os.path.join(ROOT, "examples", "two-node-cluster")
-PROBES = [{"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 443}]
+PROBES = ({"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 443})
 
 
 def hep(name, ip):
