@@ -91,13 +91,15 @@ class DataplaneWorld:
 
     # -- lab ------------------------------------------------------------------------------------
 
-    def build(self) -> None:
+    def build(self, tables: Optional[Dict[str, str]] = None) -> None:
+        """One namespace per host (its table from ``tables`` if given, else compiled) and ``outside``."""
         for host in self.hosts:
             self.lab.add_node(host, self.host_ips[host], ifname=IFACE)
         self.lab.add_node(OUTSIDE, self.outside_ips, ifname=IFACE)
         self._static_neighbours()
         for host in self.hosts:
-            rc, err = self.lab.node(host).load_nft(self.comp.ruleset(host))
+            text = tables[host] if tables is not None else self.comp.ruleset(host)
+            rc, err = self.lab.node(host).load_nft(text)
             if rc != 0:
                 raise AssertionError("nft -f of %s's table failed: %s" % (host, err))
 
@@ -210,3 +212,46 @@ def report(mismatches: Sequence[Mismatch], docs=None, limit: int = 40) -> str:
         lines.append("world:")
         lines.append(json.dumps(docs, indent=1, sort_keys=True, default=str))
     return "\n".join(lines)
+
+
+# -- examples: an inventory directory as the render playbook sees it, proven cell by cell -----------
+
+def example_hostvars(inv_dir: str) -> Dict[str, Dict]:
+    """The host variables of an example inventory directory (``inventory.yml`` plus
+    ``group_vars/all.yml``), as Ansible would merge them for these simple layouts."""
+    import yaml
+    with open(os.path.join(inv_dir, "inventory.yml"), encoding="utf-8") as f:
+        inv = yaml.safe_load(f)
+    hosts: Dict[str, Dict] = {}
+
+    def walk(group):
+        for name, hv in (group.get("hosts") or {}).items():
+            hosts[name] = dict(hv or {})
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+    walk(inv["all"])
+    shared_path = os.path.join(inv_dir, "group_vars", "all.yml")
+    shared = {}
+    if os.path.exists(shared_path):
+        with open(shared_path, encoding="utf-8") as f:
+            shared = yaml.safe_load(f) or {}
+    for hv in hosts.values():
+        for k, v in shared.items():
+            hv.setdefault(k, v)
+    return hosts
+
+
+def prove_cells(world: "DataplaneWorld", matrix: Dict, tables: Optional[Dict[str, str]] = None):
+    """Build the lab (each host's table from ``tables`` if given, else compiled), open one real
+    connection per matrix cell, return ``[(cell, ProbeResult)]`` in the matrix's order."""
+    world.build(tables)
+    lab = world.lab
+    ip_node = {ip: h for h in world.hosts for ip in world.host_ips[h]}
+    eps = {e["name"]: e for e in matrix["endpoints"]}
+    flows, cells = [], []
+    for cell in matrix["cells"]:
+        src_ip, dst_ip = eps[cell["source"]]["ips"][0], eps[cell["destination"]]["ips"][0]
+        proto = cell["protocol"].lower() if cell["protocol"] in ("TCP", "UDP") else "icmp"
+        flows.append(netlab.Flow(ip_node.get(src_ip, OUTSIDE), src_ip, ip_node[dst_ip], dst_ip, proto, cell["port"]))
+        cells.append(cell)
+    return list(zip(cells, lab.probe_many(flows)))
