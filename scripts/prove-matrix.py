@@ -44,7 +44,7 @@ def main(argv):
         matrix = json.load(f)
     comp = compile_inventory(example_hostvars(inv_dir), inv_dir)
     with netlab.Lab() as lab:
-        world = DataplaneWorld(comp, lab)
+        world = DataplaneWorld(comp, lab, local_workloads=True)
         tables = {}
         for host in world.hosts:
             path = os.path.join(out_dir, files.host_file_name(host))
@@ -58,20 +58,23 @@ def main(argv):
         for host in world.hosts:
             print("loaded %s into namespace %s (nft -f, one transaction)" % (
                 os.path.join(out_dir, files.host_file_name(host)), lab.node(host).netns))
-    cells = [c for c, dummy in proven]
-    results = [r for dummy, r in proven]
-    width = max(len(c["source"]) for c in cells)
-    dwidth = max(len(c["destination"]) for c in cells)
+    rows = []
+    for c, r in proven:
+        src, dst = (c["source"], c["destination"]) if "source" in c else ("host " + c["node"], c["workload"])
+        rows.append((src, dst, c, r))
+    width = max(len(row[0]) for row in rows)
+    dwidth = max(len(row[1]) for row in rows)
     print()
     print("%-*s  %-*s  %-10s %-8s %-8s  %s" % (
         width, "source", dwidth, "destination", "probe", "compiled", "kernel", "reason"))
     bad = 0
-    for c, r in zip(cells, results):
+    for src, dst, c, r in rows:
         ok = (c["verdict"] == "allow") == r.allowed
         bad += not ok
         print("%-*s  %-*s  %-10s %-8s %-8s  %s%s" % (
-            width, c["source"], dwidth, c["destination"], "%s/%s" % (c["protocol"], c["port"]), c["verdict"],
+            width, src, dwidth, dst, "%s/%s" % (c["protocol"], c["port"]), c["verdict"],
             "allow" if r.allowed else "deny", c["reason"], "" if ok else "   <-- MISMATCH (%s)" % r.detail))
+    cells = rows
     print()
     if bad:
         print("%d of %d cells differ between the compiled matrix and the kernel" % (bad, len(cells)))

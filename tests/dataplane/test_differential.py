@@ -205,13 +205,15 @@ def kernel_matrix(inv_dir, hostvars=None, probes=None):
     comp = compile_inventory(hostvars if hostvars is not None else example_hostvars(inv_dir), inv_dir)
     matrix = comp.matrix(probes)
     with netlab.Lab() as lab:
-        proven = prove_cells(DataplaneWorld(comp, lab), matrix)
-    wrong = ["%s -> %s %s/%s: matrix %s (%s), kernel %s" % (
-        c["source"], c["destination"], c["protocol"], c["port"], c["verdict"], c["reason"], r.verdict)
-        for c, r in proven if (c["verdict"] == "allow") != r.allowed]
+        proven = prove_cells(DataplaneWorld(comp, lab, local_workloads=True), matrix)
+    def key(c):
+        return (c["source"], c["destination"], c["port"]) if "source" in c else ("host " + c["node"], c["workload"],
+                                                                                 c["port"])
+    wrong = ["%s -> %s port %s: matrix %s (%s), kernel %s" % (key(c) + (c["verdict"], c["reason"], r.verdict))
+             for c, r in proven if (c["verdict"] == "allow") != r.allowed]
     assert not wrong, "\n".join(wrong)
-    assert len(proven) == len(matrix["cells"]) > 0
-    return {(c["source"], c["destination"], c["port"]): (c["verdict"], c["reason"]) for c, dummy in proven}
+    assert len(proven) == len(matrix["cells"]) + len(matrix.get("local") or ()) > 0
+    return {key(c): (c["verdict"], c["reason"]) for c, dummy in proven}
 
 
 def test_demo_matrix_is_what_the_kernel_does():

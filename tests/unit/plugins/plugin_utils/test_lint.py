@@ -115,8 +115,7 @@ def test_the_lessons_trap_all_as_source_names_the_pods_that_reach_the_nodes(tmp_
         "policy node-host-firewall ingress rule 0 (Allow)); prod/backend -> host/node-control-plane TCP/10250 allow "
         "(ingress: tier host-firewall policy node-host-firewall ingress rule 0 (Allow)); dev/frontend -> "
         "host/node-worker TCP/10250 allow (ingress: tier host-firewall policy node-host-firewall ingress rule 0 "
-        "(Allow)); prod/backend -> host/node-worker TCP/10250 allow (ingress: tier host-firewall policy "
-        "node-host-firewall ingress rule 0 (Allow))")
+        "(Allow))")
 
 
 def test_the_lessons_trap_app_namespace_as_source(tmp_path):
