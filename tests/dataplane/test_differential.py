@@ -206,6 +206,7 @@ def kernel_matrix(inv_dir, hostvars=None, probes=None):
     matrix = comp.matrix(probes)
     with netlab.Lab() as lab:
         proven = prove_cells(DataplaneWorld(comp, lab, local_workloads=True), matrix)
+
     def key(c):
         return (c["source"], c["destination"], c["port"]) if "source" in c else ("host " + c["node"], c["workload"],
                                                                                  c["port"])

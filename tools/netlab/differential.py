@@ -277,6 +277,7 @@ def prove_cells(world: "DataplaneWorld", matrix: Dict, tables: Optional[Dict[str
 
     def proto_of(cell):
         return cell["protocol"].lower() if cell["protocol"] in ("TCP", "UDP") else "icmp"
+
     for cell in matrix["cells"]:
         src_ip, dst_ip = eps[cell["source"]]["ips"][0], eps[cell["destination"]]["ips"][0]
         flows.append(netlab.Flow(ip_node.get(src_ip, OUTSIDE), src_ip, ip_node[dst_ip], dst_ip, proto_of(cell),
