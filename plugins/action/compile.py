@@ -6,20 +6,30 @@
 A thin adapter: the argument spec comes from ``plugins/modules/compile.py`` (its documentation);
 it gathers the hostfw variables of every inventory host (not only the play's hosts, so ``--limit``
 sees the same policy world), and returns what the core's ``compiler.run`` computes.
+
+With ``once_per_run`` (the rollout's compile task, once per batch) the first call of a run compiles
+every host of the play and stores each host's result in the run's private temporary directory;
+later batches load their own hosts' results without reading any host's variables, after checking
+that no input changed (``plugin_utils.runcache`` says what is checked).  What only Ansible knows
+(the run's temporary directory, the play, the inventory's identity, the variables set during the
+run) is read here and handed to the core as plain values.
 """
 
 from __future__ import annotations
 
 import time
 
+from ansible import constants as C
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hostfw.nftables.plugins.modules.compile import DOCUMENTATION
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import argspec, compiler
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.controller import compile_cached, gather
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import argspec, compiler, runcache
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.controller import HOST_VARS, code_digest, compile_cached, gather
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.errors import HostfwError
 
 ARGUMENT_SPEC = argspec.from_documentation(DOCUMENTATION)
+# options that write files or look at the whole world: not per-host results a later batch can reuse
+NOT_ONCE_PER_RUN = ("output_dir", "matrix", "checks", "lint", "compare_to", "fail_on")
 
 
 class ActionModule(ActionBase):
@@ -31,6 +41,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        if args.get("once_per_run"):
+            return self._once_per_run(result, args, task_vars or {})
         started = time.perf_counter()
         try:
             hostvars, base_dir = gather(task_vars or {})
@@ -44,3 +56,130 @@ class ActionModule(ActionBase):
         for warning in result["warnings_hostfw"]:
             self._display.warning("hostfw: %s" % warning)
         return result
+
+    # -- once per run ----------------------------------------------------------------------------
+
+    def _once_per_run(self, result, args, task_vars):
+        given = [k for k in NOT_ONCE_PER_RUN if args.get(k) not in (None, [], False, "")]
+        if given:
+            result.update(failed=True, msg="hostfw.nftables.compile: once_per_run returns per-host results only; "
+                          "it does not take %s (use a separate compile task for them)" % ", ".join(given))
+            return result
+        started = time.perf_counter()
+        play_hosts = [str(h) for h in (task_vars.get("ansible_play_hosts_all") or
+                                       task_vars.get("groups", {}).get("all", []))]
+        wanted = [str(h) for h in (args.get("hosts") or play_hosts)]
+        options = {k: v for k, v in args.items() if k not in ("hosts", "once_per_run")}
+        cache, key, why_not = self._run_cache(task_vars, options, play_hosts)
+        state = "stored"
+        if cache is not None:
+            meta = cache.meta(key)
+            if meta is not None:
+                signature = self._signature(task_vars, meta["patterns"], meta["base_dir"])
+                if signature is not None and signature == meta["signature"]:
+                    entries = cache.load(key, wanted)
+                    if entries is not None:
+                        return self._finish(result, args, wanted, entries, meta, "served", 0,
+                                            {"load_run_cache": time.perf_counter() - started})
+                state = "stored again: an input changed since the first batch"
+        report = {}
+        try:
+            hostvars, base_dir = gather(task_vars, report)
+            gathered = time.perf_counter() - started
+            if report.get("templates"):
+                cache = None
+                more = len(report["templates"]) - 3
+                why_not = "; ".join(report["templates"][:3]) + (" (and %d more)" % more if more > 0 else "")
+            patterns = runcache.manifest_patterns(hostvars)
+            # taken before the manifests are read: a file written while compiling is seen as changed later
+            signature = self._signature(task_vars, patterns, base_dir) if cache is not None else None
+            if cache is not None and signature is None:
+                cache, why_not = None, "Ansible's inventory and variable objects are not readable"
+            comp = compile_cached(hostvars, base_dir)
+            comp.timings["gather_vars"] = gathered
+            compile_hosts = wanted if cache is None else play_hosts + [h for h in wanted if h not in play_hosts]
+            full = compiler.run(comp, hostvars, dict(options, hosts=compile_hosts),
+                                bool(self._task.check_mode), bool(self._task.diff))
+        except HostfwError as exc:
+            result.update(failed=True, msg=exc.render(with_origin=True), problems=[str(p) for p in exc.problems])
+            return result
+        meta = {"patterns": patterns, "base_dir": base_dir, "signature": signature,
+                "warnings_hostfw": full["warnings_hostfw"], "inventory_hosts": len(hostvars),
+                "policies": len(comp.world.policies)}
+        if cache is None:
+            state = "off: %s" % why_not
+        elif not cache.store(key, meta, full["hosts"]):
+            state = "off: the run's cache directory could not be written"
+        return self._finish(result, args, wanted, full["hosts"], meta, state, report.get("read", 0), full["timings"])
+
+    def _finish(self, result, args, wanted, entries, meta, state, read, timings):
+        hosts = {h: entries[h] for h in wanted if h in entries}
+        compiled = sum(1 for e in hosts.values() if e.get("has_ruleset"))
+        result.update({
+            "changed": False,
+            "hosts": hosts if args.get("host_details", True) else {},
+            "refusals": [m for h in sorted(hosts) for m in (hosts[h].get("failsafe_proof") or {}).get("refusals", [])],
+            "written": [],
+            "warnings_hostfw": list(meta["warnings_hostfw"]),
+            "timings": {k: round(v, 4) for k, v in sorted(timings.items())},
+            "compiled": compiled,
+            "summary": "%d host(s) compiled from %d inventory host(s), %d polic(ies)" % (
+                compiled, meta["inventory_hosts"], meta["policies"]),
+            "checks": [],
+            "run_cache": state,
+            "vars_read": read,
+        })
+        if args.get("fail_on_refusal") and result["refusals"]:
+            result["failed"] = True
+            result["msg"] = "hostfw: refusing, a failsafe proof failed (nothing is applied anywhere):\n" + \
+                "\n".join(result["refusals"])
+        for warning in result["warnings_hostfw"]:
+            self._display.warning("hostfw: %s" % warning)
+        return result
+
+    def _run_cache(self, task_vars, options, play_hosts):
+        """(RunCache, entry key, None) or (None, None, why there is none)."""
+        directory = runcache.private_directory(getattr(C, "DEFAULT_LOCAL_TMP", None))
+        if directory is None:
+            return None, None, "no private per-run temporary directory (DEFAULT_LOCAL_TMP)"
+        play = None
+        node = self._task
+        for dummy in range(64):
+            node = getattr(node, "_parent", None)
+            if node is None:
+                break
+            found = getattr(node, "_play", None)
+            if found is not None:
+                play = getattr(found, "_uuid", None)
+                break
+        if not play:
+            return None, None, "the task's play is unknown"
+        base_dir = task_vars.get("inventory_dir") or task_vars.get("playbook_dir") or ""
+        key = runcache.digest(runcache.entry_key_parts(
+            play, options, code_digest(), str(base_dir), bool(self._task.check_mode), bool(self._task.diff), play_hosts))
+        return runcache.RunCache(directory), key, None
+
+    @staticmethod
+    def _signature(task_vars, patterns, base_dir):
+        """What must be unchanged for a stored entry to be served (``runcache`` module docstring),
+        or None when Ansible's objects do not offer it (then nothing is reused)."""
+        hostvars = task_vars.get("hostvars")
+        inventory = getattr(hostvars, "_inventory", None)
+        manager = getattr(hostvars, "_variable_manager", None)
+        hosts = getattr(inventory, "hosts", None)
+        if not isinstance(hosts, dict) or manager is None:
+            return None
+        try:
+            groups = task_vars.get("groups") or {}
+            ident = runcache.digest([[str(n), str(getattr(h, "_uuid", id(h)))] for n, h in hosts.items()] +
+                                    [len(getattr(inventory, "_cached_dynamic_hosts", ()) or ()),
+                                     {str(g): [str(h) for h in members] for g, members in groups.items()}])
+            facts = getattr(manager, "_fact_cache", None)
+            stores = [("set_fact", getattr(manager, "_nonpersistent_fact_cache", {})),
+                      ("include_vars", getattr(manager, "_vars_cache", {}))]
+            if facts is not None:
+                stores.append(("facts", {h: facts.get(h) for h in facts.keys()}))
+            runtime = runcache.runtime_digest(stores, HOST_VARS)
+        except Exception:  # pylint: disable=broad-except
+            return None
+        return runcache.inputs_signature(runcache.manifest_signature(patterns, base_dir), ident, runtime)

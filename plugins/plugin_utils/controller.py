@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, runcache, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation
 
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
@@ -142,7 +142,7 @@ def has_template(value: Any) -> bool:
     return False
 
 
-def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str]:
+def gather(task_vars: Mapping[str, Any], report: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Dict[str, Any]], str]:
     """(hostfw variables of EVERY inventory host, base directory for relative manifest paths).
 
     Ansible's ``hostvars[host][var]`` templates (and copies) the value on every access: for a
@@ -150,7 +150,11 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
     host for a thousand documents.  When ``hostvars`` offers ``raw_get`` (Ansible's HostVars),
     the un-templated value is read instead, and templated through ``hostvars`` only when it
     contains a template.  A value shared by many hosts (one object from ``group_vars``) is
-    converted once and stays one object, so the inventory merge sees it once."""
+    converted once and stays one object, so the inventory merge sees it once.
+
+    ``report``, when given, receives ``read`` (how many hosts' variables were read) and
+    ``templates`` (``"<host> <var>: <why>"`` for each templated value whose result could change
+    later in the same run: :func:`runcache.template_reuse_problem`)."""
     hostvars = task_vars.get("hostvars", {})
     names = list(task_vars.get("groups", {}).get("all", []))
     raw_get = getattr(hostvars, "raw_get", None)
@@ -170,8 +174,12 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
 
     for name in names:
         raw = raw_get(name) if raw_get is not None else None
+        if report is not None:
+            report["read"] = report.get("read", 0) + 1
         values = {}
         if not isinstance(raw, Mapping):
+            if report is not None:
+                report.setdefault("templates", []).append("%s: variables read through templating only" % name)
             hv = hostvars[name]
             for var in HOST_VARS:
                 if var in hv:
@@ -188,6 +196,10 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
                 hit = (value, None if has_template(value) else convert(name, var, value))
                 memo[id(value)] = hit
             if hit[1] is None:
+                if report is not None:
+                    why = runcache.template_reuse_problem(value)
+                    if why:
+                        report.setdefault("templates", []).append("%s %s: %s" % (name, var, why))
                 if templated is None:
                     templated = hostvars[name]
                 values[var] = convert(name, var, templated[var])
