@@ -17,13 +17,14 @@ run) is read here and handed to the core as plain values.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible import constants as C
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.hostfw.nftables.plugins.modules.compile import DOCUMENTATION
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import argspec, compiler, runcache
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import argspec, candidates, compiler, runcache
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.controller import HOST_VARS, code_digest, compile_cached, gather
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.errors import HostfwError
 
@@ -41,6 +42,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
+        if args.get("candidate_dir"):
+            return self._from_candidates(result, args, task_vars or {})
         if args.get("once_per_run"):
             return self._once_per_run(result, args, task_vars or {})
         started = time.perf_counter()
@@ -55,6 +58,49 @@ class ActionModule(ActionBase):
             return result
         for warning in result["warnings_hostfw"]:
             self._display.warning("hostfw: %s" % warning)
+        return result
+
+    # -- a render's candidates -------------------------------------------------------------------
+
+    def _from_candidates(self, result, args, task_vars):
+        """The results of ``hosts`` read from a render's output directory: no variable is read and
+        nothing is compiled (``plugin_utils.candidates``)."""
+        given = [k for k in NOT_ONCE_PER_RUN + ("candidates",) if args.get(k) not in (None, [], False, "")]
+        if given:
+            result.update(failed=True, msg="hostfw.nftables.compile: candidate_dir returns per-host results only; it "
+                          "does not take %s" % ", ".join(given))
+            return result
+        started = time.perf_counter()
+        play_hosts = [str(h) for h in (task_vars.get("ansible_play_hosts_all") or [])]
+        wanted = [str(h) for h in (args.get("hosts") or play_hosts)]
+        version = runcache.collection_version()
+        # the first batch checks the candidates of every host of the play, so that a problem stops the
+        # rollout before any host changed; later batches check their own hosts again
+        marker = None
+        cache, key, dummy = self._run_cache(task_vars, {"candidate_dir": args["candidate_dir"],
+                                                        "candidate_digest": args.get("candidate_digest")}, play_hosts)
+        if cache is not None:
+            marker = os.path.join(cache.directory, key + ".candidates-checked")
+        problems = []
+        if marker is None or not os.path.exists(marker):
+            dummy, problems, dummy = candidates.read(args["candidate_dir"], play_hosts, version,
+                                                     args.get("candidate_digest"))
+            if not problems and marker is not None:
+                with open(marker, "w", encoding="utf-8"):
+                    pass
+        entries, more, index = candidates.read(args["candidate_dir"], [] if problems else wanted, version,
+                                               args.get("candidate_digest"), bool(args.get("return_content")))
+        problems = problems or more
+        if problems:
+            result.update(failed=True, msg="hostfw: refusing the candidates, nothing was changed on any host: " +
+                          " | ".join(problems), problems=problems)
+            return result
+        meta = {"warnings_hostfw": [], "inventory_hosts": index.get("hosts", 0), "policies": 0}
+        self._finish(result, args, wanted, entries, meta, "off: the candidates come from %s" % args["candidate_dir"], 0,
+                     {"load_candidates": time.perf_counter() - started})
+        result["summary"] = "%d host(s) of %d taken from the render in %s (input digest %s)" % (
+            result["compiled"], index.get("hosts", 0), args["candidate_dir"], str(index.get("input_digest"))[:12])
+        result["input_digest"] = index.get("input_digest")
         return result
 
     # -- once per run ----------------------------------------------------------------------------

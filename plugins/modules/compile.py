@@ -118,6 +118,30 @@ options:
         always complete.
     type: int
     default: 100000
+  candidates:
+    description:
+      - With O(output_dir), also write what a rollout needs to take the tables from that directory instead of
+        compiling (O(candidate_dir), the role's C(hostfw_candidate_dir)) - C(<inventory_hostname>.json) for every
+        inventory host (sha256, failsafe proof, failsafe lists, node, warnings; C(has_ruleset) false for a host without
+        a HostEndpoint) and C(render.json) with the collection version and the input digest (a fingerprint of every
+        input - variables, manifest files, code). The C(hostfw.nftables.render) playbook turns it on.
+    type: bool
+    default: false
+  candidate_dir:
+    description:
+      - Do not compile - return the results of O(hosts) from the candidate files a render wrote into this directory
+        (O(candidates)), as a compile of the whole inventory gave them, without reading any host's variables. A job
+        that sees only part of the inventory (an AWX slice) so gets the tables of the whole one.
+      - Fails, naming the problem, for a directory rendered by another collection version, a host without a candidate
+        file, files of two different renders, a table changed after the render, or another render than
+        O(candidate_digest).
+      - Returns per-host results only (like O(once_per_run)).
+    type: path
+  candidate_digest:
+    description:
+      - With O(candidate_dir), the input digest the render reported (RV(input_digest)); a directory holding another
+        render is refused. An AWX workflow passes it from the render job to the rollout jobs.
+    type: str
   once_per_run:
     description:
       - Compile once per playbook run and let later calls of the same task reuse the results (the rollout's compile
@@ -294,6 +318,12 @@ matrix_diff:
       host endpoints, one line each.
   returned: when O(compare_to) is set and O(output_dir) is not
   type: dict
+input_digest:
+  description:
+    - The digest of every input of the compile (the variables, the manifest files, the code); with O(candidate_dir),
+      the one of the render the candidates come from.
+  returned: with O(output_dir) and O(candidates), or O(candidate_dir)
+  type: str
 run_cache:
   description:
     - With O(once_per_run) - C(stored) (this call compiled the play's hosts and kept the results), C(served) (the

@@ -266,12 +266,15 @@ def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_ca
     t0 = time.perf_counter()
     directory = cache_dir() if use_cache else None
     path = None
+    digest = fingerprint(hosts, base_dir)
     if directory:
-        path = os.path.join(directory, fingerprint(hosts, base_dir) + ".pickle")
+        path = os.path.join(directory, digest + ".pickle")
         try:
             with open(path, "rb") as f:
                 world, inventory = pickle.load(f)
-            return Compilation(world, inventory, {"load_cached": time.perf_counter() - t0})
+            comp = Compilation(world, inventory, {"load_cached": time.perf_counter() - t0})
+            comp.fingerprint = digest
+            return comp
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
             pass
     world, inventory = sources.load_world(hosts, base_dir)
@@ -286,7 +289,9 @@ def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_ca
         except OSError:
             pass
         prune(directory)
-    return Compilation(world, inventory, timings)
+    comp = Compilation(world, inventory, timings)
+    comp.fingerprint = digest  # the input digest a render writes into its candidate files
+    return comp
 
 
 def prune(directory: str, keep: int = CACHE_KEEP) -> None:
