@@ -17,6 +17,7 @@ run) is read here and handed to the core as plain values.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -29,6 +30,51 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.controller import 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.errors import HostfwError
 
 ARGUMENT_SPEC = argspec.from_documentation(DOCUMENTATION)
+try:  # what Ansible's VariableManager.get_vars calls for every host (see fewer_repeats)
+    from ansible.inventory.group import Group
+    from ansible.vars import manager as _vars_manager
+except ImportError:  # pragma: no cover - another Ansible layout: no shortcut
+    Group = _vars_manager = None
+
+
+@contextlib.contextmanager
+def fewer_repeats():
+    """While this task (a forked worker, discarded afterwards) reads every host's variables,
+    skip two repeats inside Ansible's ``VariableManager.get_vars`` that give the same result for
+    every host: ``clean_facts`` of a host without facts (it lists every connection plugin to
+    clean an empty dictionary: half of the time of a read) and the vars plugins' results for the
+    same groups (``all`` and the host's groups, read again for every host).  Both return what
+    they returned before; only the work is not repeated.  The host's own vars plugin results
+    (host_vars files) are read as usual."""
+    if _vars_manager is None or Group is None:
+        yield
+        return
+    clean, from_sources, from_path = (_vars_manager.clean_facts, _vars_manager.get_vars_from_inventory_sources,
+                                      _vars_manager.get_vars_from_path)
+    memo = {}
+
+    def for_groups(function, kind):
+        def call(loader, where, entities, stage):
+            if not entities or not all(isinstance(e, Group) for e in entities):
+                return function(loader, where, entities, stage)
+            key = (kind, id(loader), tuple(where) if isinstance(where, list) else where,
+                   tuple(id(e) for e in entities), stage)
+            if key not in memo:
+                memo[key] = (function(loader, where, entities, stage), entities)  # entities kept: ids stay unique
+            return memo[key][0]
+        return call
+
+    _vars_manager.clean_facts = lambda facts: {} if not facts else clean(facts)
+    _vars_manager.get_vars_from_inventory_sources = for_groups(from_sources, "sources")
+    _vars_manager.get_vars_from_path = for_groups(from_path, "path")
+    try:
+        yield
+    finally:
+        _vars_manager.clean_facts = clean
+        _vars_manager.get_vars_from_inventory_sources = from_sources
+        _vars_manager.get_vars_from_path = from_path
+
+
 # options that write files or look at the whole world: not per-host results a later batch can reuse
 NOT_ONCE_PER_RUN = ("output_dir", "matrix", "checks", "lint", "compare_to", "fail_on")
 
@@ -48,7 +94,8 @@ class ActionModule(ActionBase):
             return self._once_per_run(result, args, task_vars or {})
         started = time.perf_counter()
         try:
-            hostvars, base_dir = gather(task_vars or {})
+            with fewer_repeats():
+                hostvars, base_dir = gather(task_vars or {})
             gathered = time.perf_counter() - started
             comp = compile_cached(hostvars, base_dir)
             comp.timings["gather_vars"] = gathered
@@ -130,7 +177,8 @@ class ActionModule(ActionBase):
                 state = "stored again: an input changed since the first batch"
         report = {}
         try:
-            hostvars, base_dir = gather(task_vars, report)
+            with fewer_repeats():
+                hostvars, base_dir = gather(task_vars, report)
             gathered = time.perf_counter() - started
             if report.get("templates"):
                 cache = None

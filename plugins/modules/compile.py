@@ -121,10 +121,10 @@ options:
   candidates:
     description:
       - With O(output_dir), also write what a rollout needs to take the tables from that directory instead of
-        compiling (O(candidate_dir), the role's C(hostfw_candidate_dir)) - C(<inventory_hostname>.json) for every
+        compiling (O(candidate_dir), the role's C(hostfw_candidate_dir)) - C(candidates.json) with the collection version,
+        the input digest (a fingerprint of every input - variables, manifest files, code) and an entry for every
         inventory host (sha256, failsafe proof, failsafe lists, node, warnings; C(has_ruleset) false for a host without
-        a HostEndpoint) and C(render.json) with the collection version and the input digest (a fingerprint of every
-        input - variables, manifest files, code). The C(hostfw.nftables.render) playbook turns it on.
+        a HostEndpoint). The C(hostfw.nftables.render) playbook turns it on.
     type: bool
     default: false
   candidate_dir:
@@ -133,7 +133,7 @@ options:
         (O(candidates)), as a compile of the whole inventory gave them, without reading any host's variables. A job
         that sees only part of the inventory (an AWX slice) so gets the tables of the whole one.
       - Fails, naming the problem, for a directory rendered by another collection version, a host without a candidate
-        file, files of two different renders, a table changed after the render, or another render than
+        entry, a table changed after the render, or another render than
         O(candidate_digest).
       - Returns per-host results only (like O(once_per_run)).
     type: path

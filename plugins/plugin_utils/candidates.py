@@ -3,15 +3,16 @@
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Render once, roll out many: the candidate files of a render, and reading them back.
 
-The render playbook compiles the whole inventory and writes, next to each ``<host>.nft``, a
-``<host>.json`` with everything the rollout takes from a compile (sha256, failsafe proof, failsafe
-lists, node, warnings), for every inventory host (``has_ruleset: false`` for a host without a
-HostEndpoint), plus ``render.json`` with the collection version and the input digest (the
-fingerprint of every input: variables, manifest files, code).  A rollout with
-``hostfw_candidate_dir`` reads only its own hosts' files, so a job that sees part of the
-inventory (an AWX slice) still rolls out the tables of the whole one.  It refuses a directory of
-another collection version, one without a file for a host, files of two different renders and a
-table whose content no longer has the sha256 the render wrote.  Nothing here imports Ansible.
+The render playbook compiles the whole inventory and writes, next to the ``<host>.nft`` tables,
+``candidates.json``: the collection version, the input digest (the fingerprint of every input:
+variables, manifest files, code) and, for every inventory host, everything the rollout takes from
+a compile (sha256, failsafe proof, failsafe lists, node, warnings; ``has_ruleset: false`` for a
+host without a HostEndpoint).  A rollout with ``hostfw_candidate_dir`` reads its own hosts'
+entries and tables from there, so a job that sees part of the inventory (an AWX slice) still rolls
+out the tables of the whole one.  It refuses a directory of another collection version, one
+without an entry for a host, another render than the one asked for (``hostfw_candidate_digest``)
+and a table whose content no longer has the sha256 the render wrote.  Nothing here imports
+Ansible.
 """
 
 from __future__ import annotations
@@ -24,74 +25,58 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import files
 
 FORMAT = 1
-INDEX = "render.json"
-# what a candidate file carries of a compile result (the rollout's __hostfw_compiled)
+INDEX = "candidates.json"
+# what the candidate file carries of each host's compile result (the rollout's __hostfw_compiled)
 FIELDS = ("node", "has_ruleset", "file", "sha256", "failsafe_proof", "failsafe_inbound", "failsafe_outbound", "warnings")
-
-
-def _json(data: Any) -> str:
-    return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
 def write(out_dir: str, all_hosts: Sequence[str], host_results: Mapping[str, Mapping[str, Any]], version: str,
           input_digest: str, check_mode: bool, diffs: Optional[List[Dict[str, str]]]) -> bool:
-    """Write ``render.json`` and one ``<host>.json`` per inventory host; True when a file changed."""
-    changed = False
+    """Write ``candidates.json``: the collection version, the input digest and one entry per
+    inventory host.  One file, not one per host: a render of 10,000 hosts already writes 10,000
+    tables, and a rollout batch reads this file in milliseconds.  True when it changed."""
+    hosts = {}
     for host in all_hosts:
         entry = host_results.get(host)
-        data = {k: entry[k] for k in FIELDS if entry is not None and k in entry}
         if entry is None:
-            data = {"has_ruleset": False, "file": files.host_file_name(host)}
-        data.update(format=FORMAT, host=host, collection_version=version, input_digest=input_digest)
-        changed |= files.write_if_changed(os.path.join(out_dir, files.host_file_name(host, ".json")), _json(data),
-                                          check_mode, diffs)
-    index = {"format": FORMAT, "collection_version": version, "input_digest": input_digest, "hosts": len(all_hosts),
-             "with_ruleset": sum(1 for h in all_hosts if (host_results.get(h) or {}).get("has_ruleset"))}
-    changed |= files.write_if_changed(os.path.join(out_dir, INDEX), _json(index), check_mode, diffs)
-    return changed
+            hosts[host] = {"has_ruleset": False, "file": files.host_file_name(host)}
+        else:
+            hosts[host] = {k: entry[k] for k in FIELDS if k in entry}
+    data = {"format": FORMAT, "collection_version": version, "input_digest": input_digest, "hosts": hosts}
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+    return files.write_if_changed(os.path.join(out_dir, INDEX), text, check_mode, None)
 
 
 def read(directory: str, hosts: Sequence[str], version: str, expected_digest: Optional[str] = None,
          return_content: bool = False) -> Tuple[Dict[str, Dict[str, Any]], List[str], Optional[Dict[str, Any]]]:
-    """(entries of ``hosts``, problems, the render index).  Any problem means: use nothing."""
+    """(entries of ``hosts``, problems, the file's header: version, digest, host count).  Any
+    problem means: use nothing."""
     where = "hostfw_candidate_dir %s" % directory
     try:
         with open(os.path.join(directory, INDEX), encoding="utf-8") as handle:
-            index = json.load(handle)
+            data = json.load(handle)
     except (OSError, ValueError) as exc:
         return {}, ["%s: no readable %s (%s): render into it first (ansible-playbook hostfw.nftables.render -e "
                     "hostfw_output_dir=DIR)" % (where, INDEX, getattr(exc, "strerror", None) or exc)], None
-    if not isinstance(index, dict) or index.get("format") != FORMAT:
-        return {}, ["%s: %s is not a hostfw render index of format %d: render again" % (where, INDEX, FORMAT)], None
-    if index.get("collection_version") != version:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("hosts"), dict):
+        return {}, ["%s: %s is not a hostfw candidate file of format %d: render again" % (where, INDEX, FORMAT)], None
+    index = {"collection_version": data.get("collection_version"), "input_digest": data.get("input_digest"),
+             "hosts": len(data["hosts"])}
+    if index["collection_version"] != version:
         return {}, ["%s was rendered by hostfw.nftables %s, this rollout is %s: render it again with this version"
-                    % (where, index.get("collection_version"), version)], index
-    digest = index.get("input_digest")
+                    % (where, index["collection_version"], version)], index
+    digest = index["input_digest"]
     if expected_digest and digest != expected_digest:
         return {}, ["%s holds the render of inputs %s, not %s (hostfw_candidate_digest): another render replaced it; "
                     "render again and roll out that render" % (where, str(digest)[:12], expected_digest[:12])], index
     entries: Dict[str, Dict[str, Any]] = {}
     missing, problems = [], []
     for host in hosts:
-        path = os.path.join(directory, files.host_file_name(host, ".json"))
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except OSError:
+        found = data["hosts"].get(host)
+        if not isinstance(found, dict):
             missing.append(host)
             continue
-        except ValueError as exc:
-            problems.append("%s: %s is not JSON (%s)" % (where, os.path.basename(path), exc))
-            continue
-        if not isinstance(data, dict) or data.get("host") != host:
-            problems.append("%s: %s is not the candidate of %s" % (where, os.path.basename(path), host))
-            continue
-        if data.get("input_digest") != digest or data.get("collection_version") != version:
-            problems.append("%s: %s comes from another render than %s (input digest %s, not %s): render the whole "
-                            "inventory into an empty directory" % (where, os.path.basename(path), INDEX,
-                                                                   str(data.get("input_digest"))[:12], str(digest)[:12]))
-            continue
-        entry = {k: data[k] for k in FIELDS if k in data}
+        entry = {k: found[k] for k in FIELDS if k in found}
         if entry.get("has_ruleset"):
             nft = os.path.join(directory, os.path.basename(str(entry.get("file"))))
             try:
@@ -102,7 +87,7 @@ def read(directory: str, hosts: Sequence[str], version: str, expected_digest: Op
                 continue
             if hashlib.sha256(text.encode("utf-8")).hexdigest() != entry.get("sha256"):
                 problems.append("%s: %s was changed after the render (its sha256 is not the one in %s): render again"
-                                % (where, os.path.basename(nft), os.path.basename(path)))
+                                % (where, os.path.basename(nft), INDEX))
                 continue
             entry["path"] = nft
             if return_content:

@@ -563,7 +563,7 @@ def test_render_template_inventory_elsewhere(rendered, tmp_path):
     before = {p.name: p.read_bytes() for p in rendered[1].iterdir()}
     assert sorted(files) == sorted(before)
     for name in files:
-        if name.endswith(".json") and name != "matrix.json" and name != "lint.json":
+        if name == "candidates.json":
             # the candidates name the inputs by a digest that includes where they were read from
             new, old = json.loads(files[name]), json.loads(before[name])
             assert new.pop("input_digest") != old.pop("input_digest") and new == old, name
@@ -930,12 +930,12 @@ def test_apply_from_render_refuses_a_render_of_another_version_or_without_a_host
     assert ("hostfw: refusing the candidates, nothing was changed on any host: hostfw_candidate_dir %s has no candidate "
             "for db-9 (it was rendered from an inventory without it): render the whole inventory into it again" % out
             in missing.hostfw_stdout), missing.hostfw_stdout[-3000:]
-    index = json.loads((out / "render.json").read_text())
-    (out / "render.json").write_text(json.dumps(dict(index, collection_version="0.0.1")))
+    index = json.loads((out / "candidates.json").read_text())
+    (out / "candidates.json").write_text(json.dumps(dict(index, collection_version="0.0.1")))
     old = run(apply, one, tmp_path, label="old", artifacts=handed_on)
     assert old.status == "failed"
     assert ("hostfw_candidate_dir %s was rendered by hostfw.nftables 0.0.1, this rollout is" % out) in old.hostfw_stdout
-    (out / "render.json").write_text(json.dumps(index))
+    (out / "candidates.json").write_text(json.dumps(index))
     other = run(apply, one, tmp_path, label="other", artifacts=dict(handed_on, hostfw_candidate_digest="0" * 64))
     assert other.status == "failed" and "another render replaced it" in other.hostfw_stdout
     assert netns.table_sha() is None  # nothing was applied
