@@ -982,7 +982,7 @@ def floor_text(results):
               "(the render playbook with the matrix and the lint off, the candidate files on), a fresh world cache each run; "
               "medians of the runs (wall times: %s)." % "; ".join(
                   "%d hosts floor %s render %s" % (r["hosts"], ", ".join("%.2f" % w for w in r["floor"]["walls"]),
-                                                    ", ".join("%.2f" % w for w in r["render"]["walls"])) for r in results)]
+                                                   ", ".join("%.2f" % w for w in r["render"]["walls"])) for r in results)]
     return "\n".join(lines)
 
 
@@ -1055,8 +1055,8 @@ def batches_text(results):
             statistics.mean(later), max(later), r["vars_read"], r["wall"]))
     for r in results:
         lines.append("")
-        lines.append("%s, per batch (s): %s" % ("once per run" if r["once_per_run"] else "once per batch",
-                                               " ".join("%.2f" % b["seconds"] for b in r["batches"])))
+        label = "once per run" if r["once_per_run"] else "once per batch"
+        lines.append("%s, per batch (s): %s" % (label, " ".join("%.2f" % b["seconds"] for b in r["batches"])))
     return "\n".join(lines)
 
 

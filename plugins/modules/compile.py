@@ -215,8 +215,8 @@ hosts:
   description:
     - Per inventory host results (empty when O(host_details) is false). C(failsafe_inbound) and
       C(failsafe_outbound) are the host's failsafe entries, from its FelixConfiguration.
-    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written): the host name and
-      C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
+    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written). It is the host name
+      and C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
       made safe and unique with a hash (C(../x) becomes C(_x-<12 hex digits>.nft)).
   returned: always
   type: dict
@@ -326,9 +326,9 @@ input_digest:
   type: str
 run_cache:
   description:
-    - With O(once_per_run) - C(stored) (this call compiled the play's hosts and kept the results), C(served) (the
+    - "With O(once_per_run) - C(stored) (this call compiled the play's hosts and kept the results), C(served) (the
       results came from the run's cache, no variable was read), C(stored again: ...) (an input changed since the
-      results were stored) or C(off: <why>) (nothing is reused, each call compiles).
+      results were stored) or C(off: <why>) (nothing is reused, each call compiles)."
   returned: when O(once_per_run) is true
   type: str
   sample: served

@@ -897,15 +897,14 @@ def test_workflow_render_once_apply_in_two_slices_equals_an_unsliced_rollout(fou
         part = write_yaml(tmp_path / ("slice-%d" % number) / "hosts.yml", awx_slice(inventory, number, 2))
         sliced = run(apply, part, tmp_path, label="slice-%d" % number, artifacts=handed_on)
         assert_successful(sliced)
-        done = {e["event_data"]["host"] for e in events(sliced, "runner_on_ok", action="hostfw.nftables.nft_table",
-                                                       state="confirm")}
+        confirmed = events(sliced, "runner_on_ok", action="hostfw.nftables.nft_table", state="confirm")
+        done = {e["event_data"]["host"] for e in confirmed}
         assert done == set(sorted(SLICED_HOSTS)[number - 1::2]), done
     assert tables(four_netns) == reference
 
     # the control: a slice that compiles by itself misses the other slice's endpoints
-    alone = run(template("playbooks/render.yml", "run"), write_yaml(tmp_path / "alone" / "hosts.yml",
-                                                                     awx_slice(inventory, 1, 2)),
-                tmp_path, label="alone", answers={"hostfw_output_dir": str(tmp_path / "alone-out")})
+    alone_inventory = write_yaml(tmp_path / "alone" / "hosts.yml", awx_slice(inventory, 1, 2))
+    alone = run(template("playbooks/render.yml", "run"), alone_inventory, tmp_path, label="alone", answers={"hostfw_output_dir": str(tmp_path / "alone-out")})
     assert_successful(alone)
     assert (tmp_path / "alone-out" / "app-1.nft").read_text() != (candidates / "app-1.nft").read_text()
 
