@@ -67,6 +67,8 @@ DEFAULT_POLICIES = 1000
 PLAYBOOK_NOMATRIX = os.path.join(HERE, "playbooks", "render-nomatrix.yml")
 PLAYBOOK_RENDER = "hostfw.nftables.render"
 PLAYBOOK_REVIEW = os.path.join(HERE, "playbooks", "render-review.yml")
+PLAYBOOK_FLOOR = os.path.join(HERE, "playbooks", "floor.yml")
+PLAYBOOK_BATCHES = os.path.join(HERE, "playbooks", "compile-batches.yml")
 STAGES = ("until_first_task", "gather_vars", "load_inputs", "validate", "load_and_validate", "index", "compile", "write",
           "compile_and_write", "matrix", "lint", "diff", "compile_task", "after_compile")
 GIB = 1024 ** 3
@@ -168,6 +170,7 @@ def measure(cmd, env=None, cwd=None, log=None, timeout=None):
         if log:
             out.close()
     return {"wall": wall, "maxrss": usage.ru_maxrss * 1024, "tree_rss": sampler.peak, "start_epoch": start_epoch,
+            "cpu": usage.ru_utime + usage.ru_stime,
             "rc": None if timed_out else proc.returncode, "timeout": bool(timed_out)}
 
 
@@ -803,6 +806,13 @@ def main(argv=None) -> int:
     parser.add_argument("--review", action="store_true",
                         help="measure only the review: lint plus the matrix diff of a one-policy change against the plain "
                              "render, at --sizes (default 1000x1000); writes review.json and review.md")
+    parser.add_argument("--floor", action="store_true",
+                        help="measure only the render playbook against Ansible's own floor (the same inventory, one trivial "
+                             "task), at --sizes (default 1000x1000,10000x1000); writes floor.json and floor.md")
+    parser.add_argument("--batches", action="store_true",
+                        help="measure only the rollout's compile task in serial batches (--serial, default 50) at --sizes "
+                             "(default 1000x1000), once per run and, for comparison, once per batch; writes batches.json/.md")
+    parser.add_argument("--serial", type=int, default=int(os.environ.get("BENCH_SERIAL") or 50))
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="measure nothing: print the tables of an earlier results.json and rewrite table.md next to it")
     args = parser.parse_args(argv)
@@ -811,12 +821,20 @@ def main(argv=None) -> int:
 
     if args.review and not os.environ.get("BENCH_SIZES") and args.sizes == DEFAULT_SIZES:
         args.sizes = "1000x1000"
+    if args.floor and not os.environ.get("BENCH_SIZES") and args.sizes == DEFAULT_SIZES:
+        args.sizes = "1000x1000,10000x1000"
+    if args.batches and not os.environ.get("BENCH_SIZES") and args.sizes == DEFAULT_SIZES:
+        args.sizes = "1000x1000"
     sizes = parse_sizes(args.sizes, args.policies)
     if not tool("ansible-playbook"):
         print("run.py: ansible-playbook not found (make venv)", file=sys.stderr)
         return 2
     if args.review:
         return main_review(args, sizes)
+    if args.floor:
+        return main_floor(args, sizes)
+    if args.batches:
+        return main_batches(args, sizes)
     aclgen = tool("aclgen")
     work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
     os.makedirs(work, exist_ok=True)
@@ -910,6 +928,165 @@ def main_review(args, sizes) -> int:
     with open(os.path.join(args.results, "review.md"), "w", encoding="utf-8") as f:
         f.write(header + text + "\n")
     with open(os.path.join(args.results, "review.json"), "w", encoding="utf-8") as f:
+        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
+                  f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+# ----------------------------------------------------------------------------------------------
+# The render against Ansible's own floor, and the compile work per serial batch (issue 17)
+# ----------------------------------------------------------------------------------------------
+
+def floor_size(size, work, repeat):
+    """Ansible's floor (bench/playbooks/floor.yml) and the render (render-nomatrix.yml: the render
+    playbook with the matrix and the lint off, candidates on) on the same manifest inventory,
+    alternating, ``repeat`` times each; the medians of wall and CPU seconds (user + system of the
+    whole process tree) and the stage timings of the median render."""
+    hosts, policies = size
+    base = os.path.join(work, "floor-%dx%d" % (hosts, policies))
+    inv = generate.write_fleet_manifest(base, hosts, policies)
+    floors, renders = [], []
+    for i in range(max(1, repeat)):
+        floors.append(run_hostfw(inv, os.path.join(base, "floor-out"), base, "floor-%d" % i, playbook=PLAYBOOK_FLOOR))
+        out = os.path.join(base, "out-%d" % i)
+        renders.append(run_hostfw(inv, out, base, "render-%d" % i, playbook=PLAYBOOK_NOMATRIX))
+        shutil.rmtree(out, ignore_errors=True)
+    ok = all(r["rc"] == 0 for r in floors + renders) and all(r["files"] == 0 for r in floors)
+    renders.sort(key=lambda r: r["wall"])
+    median = renders[len(renders) // 2]
+    res = {"hosts": hosts, "policies": policies, "ok": ok,
+           "floor": {"walls": [r["wall"] for r in floors], "cpus": [r["cpu"] for r in floors],
+                     "wall": statistics.median(r["wall"] for r in floors), "cpu": statistics.median(r["cpu"] for r in floors)},
+           "render": {"walls": [r["wall"] for r in renders], "cpus": [r["cpu"] for r in renders],
+                      "wall": statistics.median(r["wall"] for r in renders),
+                      "cpu": statistics.median(r["cpu"] for r in renders), "stages": median["stages"],
+                      "files": median["files"]}}
+    res["ratio_wall"] = res["render"]["wall"] / res["floor"]["wall"] if res["floor"]["wall"] else None
+    res["ratio_cpu"] = res["render"]["cpu"] / res["floor"]["cpu"] if res["floor"]["cpu"] else None
+    return res
+
+
+def floor_text(results):
+    lines = ["| hosts | policies | floor wall s | render wall s | ratio (wall) | floor CPU s | render CPU s | ratio (CPU) | "
+             "gather_vars | load manifests | validate | compile | write | goal <= 1.25x |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        st = r["render"]["stages"] or {}
+        lines.append("| %d | %d | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2fx | %s | %s | %s | %s | %s | %s |" % (
+            r["hosts"], r["policies"], r["floor"]["wall"], r["render"]["wall"], r["ratio_wall"] or 0, r["floor"]["cpu"],
+            r["render"]["cpu"], r["ratio_cpu"] or 0, _fmt(st.get("gather_vars")), _fmt(st.get("load_inputs")),
+            _fmt(st.get("validate")), _fmt(st.get("compile")), _fmt(st.get("write")),
+            "yes" if (r["ratio_wall"] or 99) <= 1.25 else "NO"))
+    lines += ["", "floor: bench/playbooks/floor.yml (one run_once debug task); render: bench/playbooks/render-nomatrix.yml "
+              "(the render playbook with the matrix and the lint off, the candidate files on), a fresh world cache each run; "
+              "medians of the runs (wall times: %s)." % "; ".join(
+                  "%d hosts floor %s render %s" % (r["hosts"], ", ".join("%.2f" % w for w in r["floor"]["walls"]),
+                                                   ", ".join("%.2f" % w for w in r["render"]["walls"])) for r in results)]
+    return "\n".join(lines)
+
+
+def main_floor(args, sizes) -> int:
+    work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
+    os.makedirs(work, exist_ok=True)
+    work = os.path.realpath(work)
+    os.makedirs(args.results, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    env_start = environment()
+    results = []
+    try:
+        for size in sizes:
+            res = floor_size(size, work, args.repeat)
+            print("floor %d hosts: floor %.2f s (CPU %.2f), render %.2f s (CPU %.2f): %.2fx wall, %.2fx CPU" % (
+                size[0], res["floor"]["wall"], res["floor"]["cpu"], res["render"]["wall"], res["render"]["cpu"],
+                res["ratio_wall"] or 0, res["ratio_cpu"] or 0), flush=True)
+            results.append(res)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    text = floor_text(results)
+    print()
+    print(text)
+    command = "bench/run.py --floor --sizes %s --repeat %d" % (args.sizes, args.repeat)
+    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
+    with open(os.path.join(args.results, "floor.md"), "w", encoding="utf-8") as f:
+        f.write(header + text + "\n")
+    with open(os.path.join(args.results, "floor.json"), "w", encoding="utf-8") as f:
+        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
+                  f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def batches_size(size, work, serial, once):
+    """The rollout's compile task in batches of ``serial`` (bench/playbooks/compile-batches.yml):
+    per batch, the compile task's seconds (from the bench_timer callback), how many hosts'
+    variables it read and where its results came from."""
+    hosts, policies = size
+    base = os.path.join(work, "batches-%dx%d" % (hosts, policies))
+    inv = generate.write_fleet_manifest(base, hosts, policies)
+    label = "batches-%s" % ("once" if once else "every")
+    run = run_hostfw(inv, os.path.join(base, "out"), base, label, playbook=PLAYBOOK_BATCHES,
+                     extra=["-e", "hostfw_serial=%d" % serial, "-e", "bench_once=%s" % once])
+    with open(os.path.join(base, "timer-%s.json" % label), encoding="utf-8") as f:
+        timer = json.load(f)
+    starts = [t["start"] for t in timer["tasks"]]
+    per_batch = []
+    for i, comp in enumerate(timer.get("compiles") or []):
+        start = max([s for s in starts if s <= comp["end"]] or [run["start_epoch"]])
+        per_batch.append({"batch": i + 1, "seconds": comp["end"] - start,
+                          "run_cache": comp["run_cache"], "hosts": comp["hosts"],
+                          # a compile without once_per_run reads every inventory host, every time
+                          "vars_read": hosts if comp["vars_read"] is None else comp["vars_read"]})
+    return {"hosts": hosts, "policies": policies, "serial": serial, "once_per_run": once, "wall": run["wall"],
+            "cpu": run["cpu"], "ok": run["rc"] == 0, "batches": per_batch,
+            "compile_seconds": sum(b["seconds"] for b in per_batch),
+            "vars_read": sum(b["vars_read"] or 0 for b in per_batch)}
+
+
+def batches_text(results):
+    lines = ["| hosts | serial | compile | batches | compile task s, all batches | first batch s | later batches s "
+             "(mean, max) | host variables read | whole run s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        later = [b["seconds"] for b in r["batches"][1:]] or [0.0]
+        lines.append("| %d | %d | %s | %d | %.2f | %.2f | %.3f, %.3f | %d | %.2f |" % (
+            r["hosts"], r["serial"], "once per run" if r["once_per_run"] else "once per batch (before)",
+            len(r["batches"]), r["compile_seconds"], r["batches"][0]["seconds"] if r["batches"] else 0,
+            statistics.mean(later), max(later), r["vars_read"], r["wall"]))
+    for r in results:
+        lines.append("")
+        label = "once per run" if r["once_per_run"] else "once per batch"
+        lines.append("%s, per batch (s): %s" % (label, " ".join("%.2f" % b["seconds"] for b in r["batches"])))
+    return "\n".join(lines)
+
+
+def main_batches(args, sizes) -> int:
+    work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
+    os.makedirs(work, exist_ok=True)
+    work = os.path.realpath(work)
+    os.makedirs(args.results, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    env_start = environment()
+    results = []
+    try:
+        for size in sizes:
+            for once in (True, False):
+                res = batches_size(size, work, args.serial, once)
+                print("batches %d hosts serial %d %s: compile %.2f s in %d batches, %d host variables read" % (
+                    size[0], args.serial, "once per run" if once else "once per batch", res["compile_seconds"],
+                    len(res["batches"]), res["vars_read"]), flush=True)
+                results.append(res)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    text = batches_text(results)
+    print()
+    print(text)
+    command = "bench/run.py --batches --sizes %s --serial %d" % (args.sizes, args.serial)
+    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
+    with open(os.path.join(args.results, "batches.md"), "w", encoding="utf-8") as f:
+        f.write(header + text + "\n")
+    with open(os.path.join(args.results, "batches.json"), "w", encoding="utf-8") as f:
         json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
                   f, indent=1, sort_keys=True, default=str)
         f.write("\n")

@@ -37,7 +37,7 @@ class CallbackModule(CallbackBase):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.record = {"loaded": time.time(), "tasks": [], "compile": None}
+        self.record = {"loaded": time.time(), "tasks": [], "compile": None, "compiles": []}
 
     def v2_playbook_on_start(self, playbook):
         self.record["playbook_start"] = time.time()
@@ -47,6 +47,11 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_on_ok(self, result):
         res = result._result  # pylint: disable=protected-access
+        if isinstance(res, dict) and "timings" in res:
+            # every compile call (bench/run.py --batches: one per serial batch)
+            self.record["compiles"].append({"end": time.time(), "timings": dict(res["timings"]),
+                                            "run_cache": res.get("run_cache"), "vars_read": res.get("vars_read"),
+                                            "hosts": len(res.get("hosts") or {})})
         if isinstance(res, dict) and "timings" in res and self.record["compile"] is None:
             hosts = res.get("hosts") or {}
             compiled = res.get("compiled")

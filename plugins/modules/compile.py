@@ -118,6 +118,48 @@ options:
         always complete.
     type: int
     default: 100000
+  candidates:
+    description:
+      - With O(output_dir), also write what a rollout needs to take the tables from that directory instead of
+        compiling (O(candidate_dir), the role's C(hostfw_candidate_dir)) - C(candidates.json) with the collection version,
+        the input digest (a fingerprint of every input - variables, manifest files, code) and an entry for every
+        inventory host (sha256, failsafe proof, failsafe lists, node, warnings; C(has_ruleset) false for a host without
+        a HostEndpoint). The C(hostfw.nftables.render) playbook turns it on.
+    type: bool
+    default: false
+  candidate_dir:
+    description:
+      - Do not compile - return the results of O(hosts) from the candidate files a render wrote into this directory
+        (O(candidates)), as a compile of the whole inventory gave them, without reading any host's variables. A job
+        that sees only part of the inventory (an AWX slice) so gets the tables of the whole one.
+      - Fails, naming the problem, for a directory rendered by another collection version, a host without a candidate
+        entry, a table changed after the render, or another render than
+        O(candidate_digest).
+      - Returns per-host results only (like O(once_per_run)).
+    type: path
+  candidate_digest:
+    description:
+      - With O(candidate_dir), the input digest the render reported (RV(input_digest)); a directory holding another
+        render is refused. An AWX workflow passes it from the render job to the rollout jobs.
+    type: str
+  once_per_run:
+    description:
+      - Compile once per playbook run and let later calls of the same task reuse the results (the rollout's compile
+        task, which runs once per C(serial) batch). The first call compiles every host of the play
+        (C(ansible_play_hosts_all)) and keeps each host's result in a directory inside the run's own private
+        temporary directory (C(DEFAULT_LOCAL_TMP), mode 0700, removed by C(ansible-playbook) at exit); a later call
+        returns its O(hosts) from there without reading any host's variables, so the compile work of a whole rollout
+        grows with the number of hosts, not with hosts times batches.
+      - A result is served only to the same run, play, options and code (collection version and sources), and only
+        when no input changed - the manifest files (size, times, inode), the inventory (hosts, groups, C(add_host),
+        C(refresh_inventory)) and every hostfw input variable set during the run (C(set_fact), C(include_vars),
+        facts); otherwise the call compiles again. A hostfw variable that is a Jinja2 template naming anything but
+        run-constant variables (C(playbook_dir), C(inventory_dir), C(inventory_hostname), C(group_names), ...)
+        turns the reuse off (RV(run_cache) says why).
+      - Returns per-host results only, so it does not take O(output_dir), O(matrix), O(checks), O(lint),
+        O(compare_to) or O(fail_on).
+    type: bool
+    default: false
   host_details:
     description:
       - Return RV(hosts), the per-host results. Turn it off for big inventories when only the files, RV(refusals)
@@ -276,6 +318,24 @@ matrix_diff:
       host endpoints, one line each.
   returned: when O(compare_to) is set and O(output_dir) is not
   type: dict
+input_digest:
+  description:
+    - The digest of every input of the compile (the variables, the manifest files, the code); with O(candidate_dir),
+      the one of the render the candidates come from.
+  returned: with O(output_dir) and O(candidates), or O(candidate_dir)
+  type: str
+run_cache:
+  description:
+    - "With O(once_per_run) - C(stored) (this call compiled the play's hosts and kept the results), C(served) (the
+      results came from the run's cache, no variable was read), C(stored again: ...) (an input changed since the
+      results were stored) or C(off: <why>) (nothing is reused, each call compiles)."
+  returned: when O(once_per_run) is true
+  type: str
+  sample: served
+vars_read:
+  description: With O(once_per_run) - how many inventory hosts' variables this call read (0 when served).
+  returned: when O(once_per_run) is true
+  type: int
 warnings_hostfw:
   description: Warnings of the compilation (inactive host endpoints, policies that never apply to hosts, ...).
   returned: always

@@ -24,7 +24,7 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import (
-    api, errors, felix, files, matrix_html, proofs, resources, sources)
+    api, candidates, errors, felix, files, matrix_html, proofs, resources, runcache, sources)
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import diff as matrix_diff
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import lint
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
@@ -197,6 +197,11 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
     comp.timings["compile_and_write"] = time.perf_counter() - t1
     comp.timings["write"] = writing
     comp.timings["compile"] = comp.timings["compile_and_write"] - writing
+
+    if out_dir and options.get("candidates"):
+        result["input_digest"] = getattr(comp, "fingerprint", None) or ""
+        changed |= candidates.write(out_dir, comp.hosts, host_results, runcache.collection_version(),
+                                    result["input_digest"], check_mode, diffs)
 
     result["checks"] = [_check(comp, i, check) for i, check in enumerate(options.get("checks") or [])]
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, runcache, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation
 
 HOST_VARS = sources.HOST_VARS
@@ -139,7 +139,7 @@ def has_template(value: Any) -> bool:
     return False
 
 
-def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str]:
+def gather(task_vars: Mapping[str, Any], report: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Dict[str, Any]], str]:
     """(hostfw variables of EVERY inventory host, base directory for relative manifest paths).
 
     Ansible's ``hostvars[host][var]`` templates (and copies) the value on every access: for a
@@ -147,7 +147,11 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
     host for a thousand documents.  When ``hostvars`` offers ``raw_get`` (Ansible's HostVars),
     the un-templated value is read instead, and templated through ``hostvars`` only when it
     contains a template.  A value shared by many hosts (one object from ``group_vars``) is
-    converted once and stays one object, so the inventory merge sees it once."""
+    converted once and stays one object, so the inventory merge sees it once.
+
+    ``report``, when given, receives ``read`` (how many hosts' variables were read) and
+    ``templates`` (``"<host> <var>: <why>"`` for each templated value whose result could change
+    later in the same run: :func:`runcache.template_reuse_problem`)."""
     hostvars = task_vars.get("hostvars", {})
     names = list(task_vars.get("groups", {}).get("all", []))
     raw_get = getattr(hostvars, "raw_get", None)
@@ -167,8 +171,12 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
 
     for name in names:
         raw = raw_get(name) if raw_get is not None else None
+        if report is not None:
+            report["read"] = report.get("read", 0) + 1
         values = {}
         if not isinstance(raw, Mapping):
+            if report is not None:
+                report.setdefault("templates", []).append("%s: variables read through templating only" % name)
             hv = hostvars[name]
             for var in HOST_VARS:
                 if var in hv:
@@ -185,6 +193,10 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
                 hit = (value, None if has_template(value) else convert(name, var, value))
                 memo[id(value)] = hit
             if hit[1] is None:
+                if report is not None:
+                    why = runcache.template_reuse_problem(value)
+                    if why:
+                        report.setdefault("templates", []).append("%s %s: %s" % (name, var, why))
                 if templated is None:
                     templated = hostvars[name]
                 values[var] = convert(name, var, templated[var])
@@ -251,12 +263,15 @@ def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_ca
     t0 = time.perf_counter()
     directory = cache_dir() if use_cache else None
     path = None
+    digest = fingerprint(hosts, base_dir)
     if directory:
-        path = os.path.join(directory, fingerprint(hosts, base_dir) + ".pickle")
+        path = os.path.join(directory, digest + ".pickle")
         try:
             with open(path, "rb") as f:
                 world, inventory = pickle.load(f)
-            return Compilation(world, inventory, {"load_cached": time.perf_counter() - t0})
+            comp = Compilation(world, inventory, {"load_cached": time.perf_counter() - t0})
+            comp.fingerprint = digest
+            return comp
         except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError):
             pass
     world, inventory = sources.load_world(hosts, base_dir)
@@ -271,7 +286,9 @@ def compile_cached(hosts: Mapping[str, Mapping[str, Any]], base_dir: str, use_ca
         except OSError:
             pass
         prune(directory)
-    return Compilation(world, inventory, timings)
+    comp = Compilation(world, inventory, timings)
+    comp.fingerprint = digest  # the input digest a render writes into its candidate files
+    return comp
 
 
 def prune(directory: str, keep: int = CACHE_KEEP) -> None:

@@ -83,8 +83,27 @@ def load_templates():
 TEMPLATES = load_templates()
 
 
+WORKFLOWS_FILE = os.path.join(AWX_DIR, "workflow_templates.yml")
+FROM_RENDER = "hostfw apply from render"  # the second node of the render-once workflow
+
+
+def load_workflows():
+    with open(WORKFLOWS_FILE, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)["hostfw_awx_workflow_templates"]
+
+
+WORKFLOWS = load_workflows()
+
+
+def by_name(name):
+    found = [t for t in TEMPLATES if t["name"] == name]
+    assert len(found) == 1, name
+    return found[0]
+
+
 def template(playbook, job_type):
-    found = [t for t in TEMPLATES if t["playbook"] == playbook and t["job_type"] == job_type]
+    """The one stand-alone template of ``playbook`` and ``job_type`` (not the workflow's rollout node)."""
+    found = [t for t in TEMPLATES if t["playbook"] == playbook and t["job_type"] == job_type and t["name"] != FROM_RENDER]
     assert len(found) == 1, "expected one %s template for %s, found %d" % (job_type, playbook, len(found))
     return found[0]
 
@@ -105,7 +124,7 @@ POLICY_VARIABLES = frozenset((
     "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
     "hostfw_matrix_probes", "hostfw_protected_ports", "hostfw_candidate_ruleset",
     "hostfw_candidate_failsafe_proof", "hostfw_verify_management_access", "hostfw_state_dir",
-    "hostfw_persist", "hostfw_packages", "hostfw_install_packages"))
+    "hostfw_persist", "hostfw_packages", "hostfw_install_packages", "hostfw_candidate_dir", "hostfw_candidate_digest"))
 
 # The operational switches surveys may offer (documented in roles/rollout/meta/argument_specs.yml,
 # hostfw_output_dir also in playbooks/render.yml).
@@ -349,7 +368,7 @@ def test_templates_plan_apply_render():
     assert plan["become_enabled"] is True and apply["become_enabled"] is True
     assert plan["ask_limit_on_launch"] is True and apply["ask_limit_on_launch"] is True
     assert render["become_enabled"] is False
-    assert len(TEMPLATES) == 3 and len({t["name"] for t in TEMPLATES}) == 3
+    assert len(TEMPLATES) == 4 and len({t["name"] for t in TEMPLATES}) == 4
     for tmpl in TEMPLATES:
         assert os.path.isfile(os.path.join(ROOT, tmpl["playbook"])), tmpl["playbook"]
         assert tmpl["survey_spec"]["name"] == tmpl["name"]
@@ -375,17 +394,20 @@ def test_rollout_survey_variables_are_role_options():
         assert item["variable"] in render_text
 
 
-def _awx_job_template_options():
+def _awx_job_template_options(module="job_template"):
     spec = importlib.util.find_spec("ansible_collections.awx.awx")
     paths = list(spec.submodule_search_locations) if spec and spec.submodule_search_locations else []
     for base in paths:
-        path = os.path.join(base, "plugins", "modules", "job_template.py")
+        path = os.path.join(base, "plugins", "modules", "%s.py" % module)
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:
                 tree = ast.parse(handle.read())
             for node in tree.body:
                 if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DOCUMENTATION":
-                    return set(yaml.safe_load(node.value.value)["options"])
+                    options = yaml.safe_load(node.value.value)["options"]
+                    if module == "workflow_job_template":
+                        return set(options), set(options["workflow_nodes"]["suboptions"])
+                    return set(options)
     return None
 
 
@@ -393,7 +415,7 @@ def test_configure_playbook_passes_every_template_key():
     with open(CONFIGURE_FILE, encoding="utf-8") as handle:
         plays = yaml.safe_load(handle)
     assert len(plays) == 1 and plays[0]["hosts"] == "localhost"
-    assert plays[0]["vars_files"] == ["job_templates.yml"]
+    assert plays[0]["vars_files"] == ["job_templates.yml", "workflow_templates.yml"]
     tasks = [t for t in plays[0]["tasks"] if "awx.awx.job_template" in t]
     assert len(tasks) == 1
     task = tasks[0]
@@ -424,9 +446,12 @@ def search_path():
     return os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
-def run(tmpl, inventory, tmp_path, limit=None, answers=None, label="run"):
+def run(tmpl, inventory, tmp_path, limit=None, answers=None, label="run", artifacts=None):
+    """``artifacts``: what earlier nodes of a workflow handed on (set_stats), which AWX adds to
+    the job's extra vars."""
     ansible_runner = pytest.importorskip("ansible_runner")
     cmdline, extravars = launch(tmpl, limit, answers)
+    extravars.update(artifacts or {})
     private = tmp_path / ("runner-" + label)
     private.mkdir()
     result = ansible_runner.run(
@@ -535,7 +560,15 @@ def test_render_template_inventory_elsewhere(rendered, tmp_path):
     result = run(template("playbooks/render.yml", "run"), inv / "hosts.yml", tmp_path,
                  answers={"hostfw_output_dir": str(out)})
     files = check_render(result, out)
-    assert files == {p.name: p.read_bytes() for p in rendered[1].iterdir()}
+    before = {p.name: p.read_bytes() for p in rendered[1].iterdir()}
+    assert sorted(files) == sorted(before)
+    for name in files:
+        if name == "candidates.json":
+            # the candidates name the inputs by a digest that includes where they were read from
+            new, old = json.loads(files[name]), json.loads(before[name])
+            assert new.pop("input_digest") != old.pop("input_digest") and new == old, name
+        else:
+            assert files[name] == before[name], name
 
 
 # -- plan and apply -----------------------------------------------------------------------------
@@ -722,3 +755,186 @@ def test_configure_playbook_reads_the_controller_from_the_environment(tmp_path):
     for ev in failed:
         msg = ev["event_data"]["res"]["msg"]
         assert "127.0.0.1:%d" % port in msg and "Unsupported parameters" not in msg, msg
+
+
+# -- the workflow: render once, apply in slices ---------------------------------------------------
+
+def test_workflow_template_nodes():
+    """The workflow renders in one job and rolls out in a sliced job; its nodes name existing
+    templates, pass only survey variables, and configure.yml hands every key to awx.awx."""
+    assert len(WORKFLOWS) == 1
+    flow = WORKFLOWS[0]
+    nodes = {n["identifier"]: n for n in flow["workflow_nodes"]}
+    assert list(nodes) == ["render", "apply"]
+    render, apply = (by_name(nodes[i]["unified_job_template"]["name"]) for i in ("render", "apply"))
+    assert all(nodes[i]["unified_job_template"]["type"] == "job_template" for i in nodes)
+    assert render["playbook"] == "playbooks/render.yml" and render["job_slice_count"] == 1
+    assert apply["playbook"] == "playbooks/rollout.yml" and apply["job_type"] == "run" and apply["job_slice_count"] > 1
+    assert apply["ask_limit_on_launch"] is False  # a slice is the limit
+    assert nodes["render"]["related"]["success_nodes"] == [{"identifier": "apply"}]
+    # AWX accepts a node's extra_data for its template's survey variables only
+    for node in nodes.values():
+        tmpl = by_name(node["unified_job_template"]["name"])
+        assert set(node.get("extra_data") or {}) <= {i["variable"] for i in tmpl["survey_spec"]["spec"]}
+    # the candidates reach the rollout as the render's artifacts only, never from a survey
+    assert not {"hostfw_candidate_dir", "hostfw_candidate_digest"} & {i["variable"] for i in apply["survey_spec"]["spec"]}
+    with open(CONFIGURE_FILE, encoding="utf-8") as handle:
+        plays = yaml.safe_load(handle)
+    assert plays[0]["vars_files"] == ["job_templates.yml", "workflow_templates.yml"]
+    task = [t for t in plays[0]["tasks"] if "awx.awx.workflow_job_template" in t]
+    assert len(task) == 1 and task[0]["loop"] == "{{ hostfw_awx_workflow_templates }}"
+    args = task[0]["awx.awx.workflow_job_template"]
+    for key in flow:
+        assert args.get(key) == "{{ item.%s }}" % key, key
+    options = _awx_job_template_options("workflow_job_template")
+    if options is None:
+        pytest.skip("awx.awx is not installed")
+    assert set(args) <= options[0], set(args) - options[0]
+    for node in flow["workflow_nodes"]:
+        assert set(node) <= options[1], set(node) - options[1]
+
+
+SLICED_HOSTS = ["app-1", "app-2", "db-1", "db-2"]
+APP = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "app-to-db"},
+       "spec": {"selector": "role == 'db'", "ingress": [
+           {"action": "Allow", "protocol": "TCP", "source": {"selector": "role == 'app'"},
+            "destination": {"ports": [5432]}}]}}
+DB_TO_APP = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "db-to-app"},
+             "spec": {"selector": "role == 'app'", "ingress": [
+                 {"action": "Allow", "protocol": "TCP", "source": {"selector": "role == 'db'"},
+                  "destination": {"ports": [8080]}}]}}
+
+
+def fleet_inventory(tmp_path, namespaces):
+    """Four hosts whose host endpoints come from their own inventory variables
+    (hostfw_auto_host_endpoint, hostfw_host_ips, hostfw_labels), each running its modules in its
+    own network namespace; the policy in the group variables selects the other role's hosts."""
+    hosts = {}
+    for i, host in enumerate(SLICED_HOSTS):
+        ns = namespaces[host]
+        hosts[host] = {"ansible_python_interpreter": str(ns.python), "hostfw_state_dir": str(ns.state_dir),
+                       "hostfw_host_ips": ["192.0.2.%d" % (i + 1)], "hostfw_labels": {"role": host.split("-")[0]}}
+    return {"all": {"vars": {"ansible_connection": "local", "ansible_become_method": "su", "hostfw_persist": False,
+                             "hostfw_auto_host_endpoint": True, "hostfw_resources": [HEP_EGRESS, APP, DB_TO_APP]},
+                    "hosts": hosts}}
+
+
+HEP_EGRESS = {"apiVersion": "projectcalico.org/v3", "kind": "GlobalNetworkPolicy", "metadata": {"name": "egress"},
+              "spec": {"selector": "all()", "types": ["Egress"], "egress": [{"action": "Allow"}]}}
+
+
+def awx_slice(inventory, number, count):
+    """The inventory AWX gives slice ``number`` of ``count`` (awx/main/models/inventory.py
+    Inventory.get_script_data: hosts ordered by name, ``hosts[number - 1::count]``; the groups and
+    their variables stay, other hosts and their variables are gone)."""
+    sliced = copy.deepcopy(inventory)
+    names = sorted(inventory["all"]["hosts"])[number - 1::count]
+    sliced["all"]["hosts"] = {h: inventory["all"]["hosts"][h] for h in names}
+    return sliced
+
+
+def write_yaml(path, data):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def artifacts_of(result):
+    stats = [e for e in result.events if e.get("event") == "playbook_on_stats"]
+    return dict(stats[-1]["event_data"].get("artifact_data") or {})
+
+
+@pytest.fixture
+def four_netns(tmp_path):
+    if NETNS_SKIP:
+        pytest.skip(NETNS_SKIP)
+    if os.path.isdir("/run/systemd/system"):
+        pytest.skip("systemd is PID 1 here: the rollback would be a systemd timer in the machine's own network "
+                    "namespace, outside the test's namespaces")
+    spaces = {}
+    try:
+        for host in SLICED_HOSTS:
+            base = tmp_path / ("ns-" + host)
+            base.mkdir()
+            spaces[host] = Netns(base)
+        yield spaces
+    finally:
+        for ns in spaces.values():
+            ns.close()
+
+
+def tables(spaces):
+    return {h: ns.nft("list", "table", "inet", "hostfw").stdout for h, ns in spaces.items()}
+
+
+@pytest.mark.slow
+def test_workflow_render_once_apply_in_two_slices_equals_an_unsliced_rollout(four_netns, tmp_path):
+    inventory = fleet_inventory(tmp_path, four_netns)
+    full = write_yaml(tmp_path / "full" / "hosts.yml", inventory)
+
+    # the reference: one unsliced rollout of the whole inventory
+    unsliced = run(template("playbooks/rollout.yml", "run"), full, tmp_path, label="unsliced")
+    assert_successful(unsliced)
+    reference = tables(four_netns)
+    assert all(reference.values()), reference
+    assert "192.0.2.1" in reference["db-1"] and "192.0.2.3" in reference["app-2"]  # other hosts' endpoints
+    for ns in four_netns.values():
+        assert ns.nft("delete", "table", "inet", "hostfw").returncode == 0
+
+    # the workflow: node 1 renders the whole inventory in one job
+    flow = WORKFLOWS[0]
+    nodes = {n["identifier"]: n for n in flow["workflow_nodes"]}
+    candidates = tmp_path / "candidates"
+    render_answers = {k: str(candidates) for k in nodes["render"]["extra_data"]}  # hostfw_awx_candidate_dir
+    rendered = run(by_name(nodes["render"]["unified_job_template"]["name"]), full, tmp_path, label="render",
+                   answers=render_answers)
+    assert_successful(rendered)
+    handed_on = artifacts_of(rendered)
+    assert handed_on["hostfw_candidate_dir"] == str(candidates) and len(handed_on["hostfw_candidate_digest"]) == 64
+    # node 2 runs as two slices, each with its part of the inventory and the render's artifacts
+    apply = by_name(nodes["apply"]["unified_job_template"]["name"])
+    for number in (1, 2):
+        part = write_yaml(tmp_path / ("slice-%d" % number) / "hosts.yml", awx_slice(inventory, number, 2))
+        sliced = run(apply, part, tmp_path, label="slice-%d" % number, artifacts=handed_on)
+        assert_successful(sliced)
+        confirmed = events(sliced, "runner_on_ok", action="hostfw.nftables.nft_table", state="confirm")
+        done = {e["event_data"]["host"] for e in confirmed}
+        assert done == set(sorted(SLICED_HOSTS)[number - 1::2]), done
+    assert tables(four_netns) == reference
+
+    # the control: a slice that compiles by itself misses the other slice's endpoints
+    alone_inventory = write_yaml(tmp_path / "alone" / "hosts.yml", awx_slice(inventory, 1, 2))
+    alone = run(template("playbooks/render.yml", "run"), alone_inventory, tmp_path, label="alone", answers={"hostfw_output_dir": str(tmp_path / "alone-out")})
+    assert_successful(alone)
+    assert (tmp_path / "alone-out" / "app-1.nft").read_text() != (candidates / "app-1.nft").read_text()
+
+
+@pytest.mark.slow
+def test_apply_from_render_refuses_a_render_of_another_version_or_without_a_host(tmp_path, netns):
+    inventory = {"all": {"vars": {"ansible_connection": "local", "hostfw_auto_host_endpoint": True,
+                                  "hostfw_resources": [HEP_EGRESS]},
+                         "hosts": {"app-1": {"hostfw_host_ips": ["192.0.2.1"], "hostfw_state_dir": str(netns.state_dir),
+                                             "ansible_python_interpreter": str(netns.python)}}}}
+    one = write_yaml(tmp_path / "one" / "hosts.yml", inventory)
+    out = tmp_path / "out"
+    rendered = run(template("playbooks/render.yml", "run"), one, tmp_path, label="render",
+                   answers={"hostfw_output_dir": str(out)})
+    assert_successful(rendered)
+    handed_on = artifacts_of(rendered)
+    inventory["all"]["hosts"]["db-9"] = dict(inventory["all"]["hosts"]["app-1"])
+    two = write_yaml(tmp_path / "two" / "hosts.yml", inventory)
+    apply = by_name(FROM_RENDER)
+    missing = run(apply, two, tmp_path, label="missing", artifacts=handed_on)
+    assert missing.status == "failed"
+    assert ("hostfw: refusing the candidates, nothing was changed on any host: hostfw_candidate_dir %s has no candidate "
+            "for db-9 (it was rendered from an inventory without it): render the whole inventory into it again" % out
+            in missing.hostfw_stdout), missing.hostfw_stdout[-3000:]
+    index = json.loads((out / "candidates.json").read_text())
+    (out / "candidates.json").write_text(json.dumps(dict(index, collection_version="0.0.1")))
+    old = run(apply, one, tmp_path, label="old", artifacts=handed_on)
+    assert old.status == "failed"
+    assert ("hostfw_candidate_dir %s was rendered by hostfw.nftables 0.0.1, this rollout is" % out) in old.hostfw_stdout
+    (out / "candidates.json").write_text(json.dumps(index))
+    other = run(apply, one, tmp_path, label="other", artifacts=dict(handed_on, hostfw_candidate_digest="0" * 64))
+    assert other.status == "failed" and "another render replaced it" in other.hostfw_stdout
+    assert netns.table_sha() is None  # nothing was applied
