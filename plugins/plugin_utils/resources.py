@@ -722,7 +722,10 @@ def _policy(c: Scope, kind: str, meta: _Meta, spec: Any, warnings: List[str]) ->
                       "use AssumeNeededOnEveryNode")
     staged_action = None
     if staged:
-        staged_action = ck.enum(c, f.get("stagedAction"), "spec.stagedAction", STAGED_ACTIONS, "a staged action")
+        # "" is the Go zero value of the field (json:"stagedAction,omitempty"): unset, so Set
+        raw_action = f.get("stagedAction")
+        staged_action = ck.enum(c, None if raw_action == "" else raw_action, "spec.stagedAction", STAGED_ACTIONS,
+                                "a staged action")
         if staged_action is None:
             staged_action = "Set"
 
