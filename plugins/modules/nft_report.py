@@ -19,13 +19,13 @@ description:
   - Returns the sha256 of the running table's stateless listing (C(nft -s list table inet hostfw), normalised
     exactly as M(hostfw.nftables.nft_table) hashes it), the last confirmed table's hash and times (from
     C(<state_dir>/confirmed.json), which the rollout's confirmation writes), the hash recorded in the persisted
-    table (O(persist_path)), and every rule counter that carries a comment (C(nft -j list table inet hostfw)):
-    the enforced policy rules and the staged policies' shadow counters (comments C(hostfw-pending:b ...) and
-    C(hostfw-pending:a ...)).
+    table (O(persist_path)), and every rule counter that carries a comment (C(nft -j list table inet hostfw)),
+    that is the enforced policy rules and the staged policies' shadow counters (comments C(hostfw-pending:b ...)
+    and C(hostfw-pending:a ...)).
   - With O(candidate), also the hash of the candidate as this host's C(nft) lists it, canonicalised in an empty
     scratch network namespace (C(unshare -n), or C(unshare -r -n) without C(CAP_SYS_ADMIN)) as
-    M(hostfw.nftables.nft_table) does on O(hostfw.nftables.nft_table#module:state=stage), so that running and
-    candidate hashes compare (hashes differ between nft versions; compare only hashes of the same host).
+    M(hostfw.nftables.nft_table) does when it stages a candidate, so that running and candidate hashes compare
+    (hashes differ between nft versions; compare only hashes of the same host).
   - Counters count from the moment their table was loaded. RV(counters_since) says when that was, as far as the
     host knows it (the apply time the confirmation recorded, or the boot for a table that C(hostfw.service) loaded).
   - An action plugin of the same name runs on the controller first and, unless the task gives O(candidate),

@@ -34,17 +34,16 @@ TOTAL = {"flows": 0, "counted": 0}
 
 
 def two_base_chains(first_verdict):
-    return """table inet proof {
-	chain first {
-		type filter hook input priority -5; policy accept;
-		tcp dport 8080 counter %s comment "first"
-	}
-	chain second {
-		type filter hook input priority 0; policy accept;
-		tcp dport 8080 counter drop comment "second"
-	}
-}
-""" % first_verdict
+    return ("table inet proof {\n"
+            "  chain first {\n"
+            "    type filter hook input priority -5; policy accept;\n"
+            '    tcp dport 8080 counter %s comment "first"\n'
+            "  }\n"
+            "  chain second {\n"
+            "    type filter hook input priority 0; policy accept;\n"
+            '    tcp dport 8080 counter drop comment "second"\n'
+            "  }\n"
+            "}\n") % first_verdict
 
 
 def test_an_accept_does_not_stop_the_next_base_chain_but_a_drop_does(lab):
@@ -200,6 +199,6 @@ def test_zz_enough_connections_were_counted():
     if TOTAL["flows"] == 0:
         import pytest  # pylint: disable=import-outside-toplevel
         pytest.skip("run together with the other staged tests")
-    print("shadow paths and evaluator agreed on %d connections (%d counted packets)" % (TOTAL["flows"],
-                                                                                       TOTAL["counted"]))
+    print("shadow paths and evaluator agreed on %d connections (%d counted packets)" % (
+        TOTAL["flows"], TOTAL["counted"]))
     assert TOTAL["flows"] >= 300 and TOTAL["counted"] >= 300, TOTAL

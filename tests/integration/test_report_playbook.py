@@ -33,8 +33,8 @@ def setup(tmp_path):
         (bindir / name).chmod(0o755)
     docs = [hep("h1", "n1", ["10.10.0.1"]), hep("h2", "n2", ["10.10.0.2"]), doc("Tier", "t1", {"order": 10}),
             gnp("allow", tier="t1", ingress=[{"action": "Allow"}]),
-            doc("StagedGlobalNetworkPolicy", "t1.lockdown", {"tier": "t1", "order": 1, "selector": "all()",
-                                                              "ingress": [{"action": "Deny", "protocol": "TCP"}]})]
+            doc("StagedGlobalNetworkPolicy", "t1.lockdown", {
+                "tier": "t1", "order": 1, "selector": "all()", "ingress": [{"action": "Deny", "protocol": "TCP"}]})]
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
              "hostfw_state_dir": str(tmp_path / "run")}
     inventory = {"all": {"vars": {"hostfw_resources": docs, "hostfw_staged_counters": True},

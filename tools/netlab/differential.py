@@ -215,7 +215,6 @@ class DataplaneWorld:
                 mismatches.append(Mismatch(flow, exp, res))
         return mismatches, results
 
-
     # -- the shadow path (staged policies) -------------------------------------------------------
 
     def shadow_directions(self, host: str) -> Tuple[str, ...]:

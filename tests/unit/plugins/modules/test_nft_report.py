@@ -76,9 +76,9 @@ def test_confirmed_table_candidate_hash_and_apply_time(host):
 
 
 def test_pure_helpers():
+    counted = [{"counter": {"packets": 2, "bytes": 80}}, {"accept": None}]
     listing = {"nftables": [{"metainfo": {"version": "1.0.6"}}, {"chain": {"name": "c"}},
-                            {"rule": {"chain": "c", "comment": "x", "expr": [{"counter": {"packets": 2, "bytes": 80}},
-                                                                              {"accept": None}]}},
+                            {"rule": {"chain": "c", "comment": "x", "expr": counted}},
                             {"rule": {"chain": "c", "comment": "x", "expr": [{"counter": {"packets": 1, "bytes": 40}}]}},
                             {"rule": {"chain": "c", "expr": [{"counter": {"packets": 5, "bytes": 9}}]}},
                             {"rule": {"chain": "c", "comment": "no counter", "expr": [{"accept": None}]}}]}
