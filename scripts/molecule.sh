@@ -15,7 +15,7 @@ export ANSIBLE_FORCE_COLOR="${ANSIBLE_FORCE_COLOR:-0}"
 BASE_CONFIG="${REPO}/molecule/resources/config.yml"
 SCENARIOS=("$@")
 if [[ ${#SCENARIOS[@]} -eq 0 ]]; then
-    SCENARIOS=(default rollback failsafe coexist)
+    SCENARIOS=(default rollback failsafe coexist staged)
 fi
 
 for tool in podman molecule ansible-playbook; do
