@@ -339,8 +339,8 @@ def _staged_section(matrix: Dict, staged: List[Dict], changed: List[Dict],
         for name in names:
             by_policy.setdefault(name, []).append(c)
     for s in staged:
-        lines.append("| %s | %s | %s | %s | %d |" % (s["kind"], s["name"], s["tier"], s["stagedAction"],
-                                                    len(by_policy.get(s["name"], ()))))
+        lines.append("| %s | %s | %s | %s | %d |" % (
+            s["kind"], s["name"], s["tier"], s["stagedAction"], len(by_policy.get(s["name"], ()))))
     for s in staged:
         cells = by_policy.get(s["name"])
         if not cells:

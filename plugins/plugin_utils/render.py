@@ -1144,8 +1144,8 @@ class _Shadow:
             if passes:
                 if tp.default_action != "Deny":
                     self._add(chain, "goto " + after)
-                chain = self._chain(after, "pending world, after tier %s (%s %s)" % (tp.name, CLASS_LABEL[cls],
-                                                                                    direction))
+                chain = self._chain(after, "pending world, after tier %s (%s %s)" % (
+                    tp.name, CLASS_LABEL[cls], direction))
         return chain
 
     def _profiles(self, chain: NftChain, base: str, ep: EndpointPlan, direction: str) -> Optional[NftChain]:

@@ -342,8 +342,8 @@ def _verdict(entry: Dict[str, Any], change: StagedChange) -> str:
         text += " (%s of them allowed today)" % number(entry["would_deny_allowed_today"])
     if entry["would_allow_denied_today"]:
         text += ", and allowed %s that are denied today" % number(entry["would_allow_denied_today"])
-    text += "; %d %s count%s it" % (len(counting), _plural(len(counting), "host", "hosts"),
-                                   "s" if len(counting) == 1 else "")
+    text += "; %d %s count%s it" % (
+        len(counting), _plural(len(counting), "host", "hosts"), "s" if len(counting) == 1 else "")
     return text
 
 
@@ -406,8 +406,8 @@ def to_markdown(report: Dict) -> str:
                     ", ".join("%s (%s)" % (h, number(c["new_connections"])) for h, c in sorted(r["hosts"].items()))
                     or "-"))
             for a in s["attributed"]:
-                lines.append("| %s | %s | %s | %s | %s |" % (s["name"], a["point"], number(a["new_connections"]),
-                                                          number(a["allowed_today"]), a["host"]))
+                lines.append("| %s | %s | %s | %s | %s |" % (
+                    s["name"], a["point"], number(a["new_connections"]), number(a["allowed_today"]), a["host"]))
         if report["combined"]:
             lines += ["", "Pending denies of allowed connections caused by several staged policies together:", ""]
             for c in report["combined"]:
@@ -416,9 +416,8 @@ def to_markdown(report: Dict) -> str:
     lines += ["", "## Enforced policy rules", "",
               "| rule | packets | bytes | per host (packets) |", "|---|---|---|---|"]
     for r in report["policy_rules"]:
-        lines.append("| %s | %s | %s | %s |" % (r["rule"], number(r["packets"]), number(r["bytes"]),
-                                               ", ".join("%s %s" % (h, number(c["packets"]))
-                                                         for h, c in sorted(r["hosts"].items()))))
+        per_host = ", ".join("%s %s" % (h, number(c["packets"])) for h, c in sorted(r["hosts"].items()))
+        lines.append("| %s | %s | %s | %s |" % (r["rule"], number(r["packets"]), number(r["bytes"]), per_host))
     lines += ["", "## Unused rules", ""]
     if report["unused_rules"]:
         lines.append("No hit on any host since its table was loaded:")
