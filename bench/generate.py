@@ -169,6 +169,28 @@ def write_fleet_vars(out: str, hosts: int, policies: int) -> str:
     return inv
 
 
+REVIEW_POLICY = 7
+
+
+def review_probes(j: int = REVIEW_POLICY) -> str:
+    """group_vars text of the review benchmark's matrix probes: SSH and the edited policy's port."""
+    return "hostfw_matrix_probes:\n  - {protocol: TCP, port: 22}\n  - {protocol: TCP, port: %d}\n" % (BASE_PORT + j)
+
+
+def edit_one_policy(manifest: str, policies: int, j: int = REVIEW_POLICY) -> None:
+    """The review benchmark's one-policy change: policy j also allows its hosts' egress to TCP
+    1000+j (the world's hosts have no egress policy, so this opens cells from its zone)."""
+    with open(manifest, encoding="utf-8") as f:
+        text = f.read()
+    name = "name: %s.p%04d\n" % (policy_tier(j, policies), j)
+    start = text.index(name)
+    types = "  types:\n  - Ingress\n"
+    at = text.index(types, start)
+    edited = ("  types:\n  - Ingress\n  - Egress\n  egress:\n  - action: Allow\n    protocol: TCP\n    destination:\n"
+              "      ports:\n      - %d\n" % (BASE_PORT + j))
+    _write(manifest, text[:at] + edited + text[at + len(types):])
+
+
 def fleet_expectations(hosts: int, policies: int):
     """What the fleet workload should produce (used by run.py and the smoke test)."""
     return {

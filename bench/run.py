@@ -72,8 +72,9 @@ DEFAULT_REPEAT = 3
 DEFAULT_POLICIES = 1000
 PLAYBOOK_NOMATRIX = os.path.join(HERE, "playbooks", "render-nomatrix.yml")
 PLAYBOOK_RENDER = "hostfw.nftables.render"
+PLAYBOOK_REVIEW = os.path.join(HERE, "playbooks", "render-review.yml")
 STAGES = ("until_first_task", "gather_vars", "load_inputs", "validate", "load_and_validate", "index", "compile", "write",
-          "compile_and_write", "matrix", "compile_task", "after_compile")
+          "compile_and_write", "matrix", "lint", "diff", "compile_task", "after_compile")
 GIB = 1024 ** 3
 
 
@@ -258,11 +259,11 @@ def nft_check(path):
     return r.returncode == 0, (r.stderr or r.stdout).strip()[:500]
 
 
-def run_hostfw(inv, out_dir, work, label, playbook=PLAYBOOK_NOMATRIX, timeout=None):
+def run_hostfw(inv, out_dir, work, label, playbook=PLAYBOOK_NOMATRIX, timeout=None, extra=()):
     os.makedirs(out_dir, exist_ok=True)
     timer_file = os.path.join(work, "timer-%s.json" % label)
     cache = tempfile.mkdtemp(prefix="cache-", dir=work)
-    cmd = [tool("ansible-playbook"), "-i", inv, playbook, "-e", "hostfw_output_dir=%s" % out_dir]
+    cmd = [tool("ansible-playbook"), "-i", inv, playbook, "-e", "hostfw_output_dir=%s" % out_dir] + list(extra)
     run = measure(cmd, env=ansible_env(timer_file, cache), cwd=work, log=os.path.join(work, "log-%s.txt" % label),
                   timeout=timeout)
     timer = {}
@@ -382,6 +383,65 @@ def staged_text(st):
                 ", ".join("%.2f" % w for w in st["walls_with"]), ", ".join("%.2f" % w for w in st["walls_without"]),
                 st["ratio"], _fmt(st["compile_with"]), _fmt(st["compile_without"]), sh["before"], sh["after"],
                 st["enforced_rules_per_host"], st["size_with"], st["size_without"]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Review: lint plus the matrix diff of a one-policy change, against the plain render
+# ----------------------------------------------------------------------------------------------
+
+def review(size, work, repeat):
+    """The fleet world (old) and a copy with one policy edited (new, generate.edit_one_policy).
+    ``plain``: the render of the new world without matrix and lint (render-nomatrix.yml);
+    ``review``: the same plus the lint and the matrix diff against the old inventory
+    (render-review.yml, hostfw_compare_to=the old inventory: ansible-inventory, the old world's
+    compilation and the diff on equivalence classes).  Medians of ``repeat`` runs each."""
+    hosts, policies = size
+    base = os.path.join(work, "review-%dx%d" % (hosts, policies))
+    old_inv = generate.write_fleet_manifest(os.path.join(base, "old"), hosts, policies)
+    new_inv = generate.write_fleet_manifest(os.path.join(base, "new"), hosts, policies)
+    for inv in (old_inv, new_inv):
+        with open(os.path.join(os.path.dirname(inv), "group_vars", "all.yml"), "a", encoding="utf-8") as f:
+            f.write(generate.review_probes())
+    generate.edit_one_policy(os.path.join(base, "new", "manifests", "world.yaml"), policies)
+    out = {"hosts": hosts, "policies": policies}
+    for label, playbook, extra in (("plain", PLAYBOOK_NOMATRIX, ()),
+                                   ("review", PLAYBOOK_REVIEW, ("-e", "hostfw_compare_to=%s" % old_inv))):
+        runs = []
+        for n in range(max(1, repeat)):
+            run = run_hostfw(new_inv, os.path.join(base, "out-%s-%d" % (label, n)), base, "%s-%d" % (label, n),
+                             playbook=playbook, extra=extra)
+            runs.append(run)
+        ok = [r for r in runs if r["rc"] == 0]
+        ok.sort(key=lambda r: r["wall"])
+        chosen = ok[len(ok) // 2] if ok else runs[0]
+        out[label] = {"wall": chosen["wall"], "walls": [r["wall"] for r in runs], "ok": len(ok) == len(runs),
+                      "stages": chosen["stages"], "maxrss": chosen["maxrss"], "log": os.path.basename(chosen["log"])}
+        if label == "review" and ok:
+            with open(os.path.join(base, "out-review-0", "matrix-diff.json"), encoding="utf-8") as f:
+                data = json.load(f)
+            with open(os.path.join(base, "out-review-0", "lint.json"), encoding="utf-8") as f:
+                findings = json.load(f)["summary"]
+            out["diff_summary"] = data["summary"]
+            out["diff_groups"] = len(data["groups"])
+            out["lint_summary"] = findings
+    out["ratio"] = out["review"]["wall"] / out["plain"]["wall"] if out["plain"]["wall"] else None
+    out["ok"] = out["plain"]["ok"] and out["review"]["ok"] and out["ratio"] is not None and out["ratio"] <= 2.0
+    return out
+
+
+def review_text(results):
+    lines = ["| hosts | policies | plain render s (runs) | render + lint + diff s (runs) | ratio | lint s | diff s | "
+             "diff: opened / closed / unchanged cells, groups | <= 2x |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        st = r["review"]["stages"] or {}
+        comp = st
+        s = r.get("diff_summary") or {}
+        lines.append("| %d | %d | %.2f (%s) | %.2f (%s) | %.2fx | %s | %s | %s / %s / %s, %s | %s |" % (
+            r["hosts"], r["policies"], r["plain"]["wall"], ", ".join("%.2f" % w for w in r["plain"]["walls"]),
+            r["review"]["wall"], ", ".join("%.2f" % w for w in r["review"]["walls"]), r["ratio"] or 0,
+            _fmt(comp.get("lint")), _fmt(comp.get("diff")), s.get("opened"), s.get("closed"), s.get("unchanged"),
+            r.get("diff_groups"), "yes" if r["ok"] else "NO"))
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -817,16 +877,23 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR"),
                         help="where workloads and outputs go (default: a temporary directory, removed)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--review", action="store_true",
+                        help="measure only the review: lint plus the matrix diff of a one-policy change against the plain "
+                             "render, at --sizes (default 1000x1000); writes review.json and review.md")
     parser.add_argument("--report", metavar="RESULTS_JSON",
                         help="measure nothing: print the tables of an earlier results.json and rewrite table.md next to it")
     args = parser.parse_args(argv)
     if args.report:
         return report(args.report)
 
+    if args.review and not os.environ.get("BENCH_SIZES") and args.sizes == DEFAULT_SIZES:
+        args.sizes = "1000x1000"
     sizes = parse_sizes(args.sizes, args.policies)
     if not tool("ansible-playbook"):
         print("run.py: ansible-playbook not found (make venv)", file=sys.stderr)
         return 2
+    if args.review:
+        return main_review(args, sizes)
     aclgen = tool("aclgen")
     work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
     os.makedirs(work, exist_ok=True)
@@ -898,6 +965,37 @@ def main(argv=None) -> int:
     print("\nwrote %s, %s%s" % (os.path.join(args.results, "results.json"), os.path.join(args.results, "table.md"),
                                 "" if plot_note else ", " + png))
     return 0 if all(r["ok"] or r.get("timeout") for r in runs) else 1
+
+
+def main_review(args, sizes) -> int:
+    work = args.workdir or tempfile.mkdtemp(prefix="hostfw-bench-")
+    os.makedirs(work, exist_ok=True)
+    work = os.path.realpath(work)
+    os.makedirs(args.results, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    env_start = environment()
+    results = []
+    try:
+        for size in sizes:
+            res = review(size, work, args.repeat)
+            print("review %d hosts x %d policies: plain %.2f s, review %.2f s (%.2fx)" % (
+                size[0], size[1], res["plain"]["wall"], res["review"]["wall"], res["ratio"] or 0), flush=True)
+            results.append(res)
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+    text = review_text(results)
+    print()
+    print(text)
+    command = "bench/run.py --review --sizes %s --repeat %d" % (args.sizes, args.repeat)
+    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
+    with open(os.path.join(args.results, "review.md"), "w", encoding="utf-8") as f:
+        f.write(header + text + "\n")
+    with open(os.path.join(args.results, "review.json"), "w", encoding="utf-8") as f:
+        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
+                  f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    return 0 if all(r["ok"] for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@
 #   scripts/demo-containers.sh [OUT_DIR [INVENTORY_DIR]]   (scripts/demo.sh calls it after steps 1-3)
 #
 #   a. build the target image (scripts/build-image.sh: Debian with systemd, sshd, nftables);
-#   b. start the two nodes of examples/two-node-cluster as containers with their inventory
-#      addresses (policy-llm-control-plane 172.18.0.2, policy-llm-worker 172.18.0.3) on an own
-#      podman network 172.18.0.0/24, and a third container "pods" that holds the addresses of the
-#      demo's WorkloadEndpoints (10.244.x.x); the nodes route the pod network to it;
+#   b. start the nodes of the inventory (examples/two-node-cluster: policy-llm-control-plane
+#      172.18.0.2, policy-llm-worker 172.18.0.3) as containers with their inventory addresses on an
+#      own podman network 172.18.0.0/24, and a container "pods" that holds the addresses of the
+#      other matrix sources (the WorkloadEndpoints 10.244.x.x, network sets); the nodes route those
+#      networks to it. A source inside 172.18.0.0/24 (a management subnet) is the controller itself
+#      (172.18.0.1, the network's gateway);
 #   c. run the real rollout over SSH:
 #        ansible-playbook -i examples/two-node-cluster/inventory.yml hostfw.nftables.rollout
 #      (connection settings come from an extra-vars file; the example's policy is not changed);
@@ -71,8 +73,12 @@ for name, hv in sorted(inv.get("_meta", {}).get("hostvars", {}).items()):
     if ip and ipaddress.ip_address(ip) in subnet:
         nodes[name] = ip
 node_ips = set(nodes.values())
+# every other matrix source lives on the pods container, except an address of the podman network
+# itself (a source network set holding it, like a management subnet): its probes start on the
+# controller, whose address there is the gateway
 pod_ips = sorted({e["ips"][0].split("/")[0] for e in matrix["endpoints"]
-                  if e.get("ips") and e["ips"][0].split("/")[0] not in node_ips},
+                  if e.get("ips") and e["ips"][0].split("/")[0] not in node_ips
+                  and ipaddress.ip_address(e["ips"][0].split("/")[0]) not in subnet},
                  key=ipaddress.ip_address)
 routes = sorted({str(ipaddress.ip_network(ip + "/16", strict=False)) for ip in pod_ips})
 ports = sorted({p["port"] for p in matrix["probes"] if p["protocol"] == "TCP" and p["port"] != 22})
@@ -167,7 +173,7 @@ echo "      ($STATE/connection.json: SSH as root with the test key; the inventor
 
 # --- d. prove the matrix ---------------------------------------------------------------------
 echo "-- d. prove $OUT/matrix.json with real connections between the containers"
-python3 - "$OUT/matrix.json" "$STATE/plan.sh" "$PODS" <<'PY'
+python3 - "$OUT/matrix.json" "$STATE/plan.sh" "$PODS" "$GATEWAY" <<'PY'
 import concurrent.futures
 import json
 import subprocess
@@ -180,6 +186,7 @@ for line in open(sys.argv[2]):
     plan[key] = value.strip("()").split()
 node_of_ip = {kv.split("=")[1]: kv.split("=")[0] for kv in plan["NODES"]}
 pods = sys.argv[3]
+gateway = sys.argv[4]  # the controller's own address on the podman network
 eps = {e["name"]: e for e in matrix["endpoints"]}
 PROBE = ("import socket,sys\n"
          "s=socket.socket(); s.settimeout(3); s.bind((sys.argv[1], 0))\n"
@@ -193,8 +200,9 @@ def probe(cell):
     dst = eps[cell["destination"]]["ips"][0].split("/")[0]
     if cell["protocol"] != "TCP":
         return src, dst, "-", "untested (%s)" % cell["protocol"]
-    container = node_of_ip.get(src, pods)
-    out = subprocess.run(["podman", "exec", container, "python3", "-c", PROBE, src, dst, str(cell["port"])],
+    container = "controller" if src == gateway else node_of_ip.get(src, pods)
+    run = [] if src == gateway else ["podman", "exec", container]
+    out = subprocess.run(run + ["python3", "-c", PROBE, src, dst, str(cell["port"])],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
     return src, dst, container, (out.stdout.strip().splitlines() or ["error:no output"])[-1]
 

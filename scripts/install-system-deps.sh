@@ -5,8 +5,10 @@
 #   scripts/install-system-deps.sh --check   list what is missing; exit 1 if anything is
 #
 # nftables/iproute2: dataplane tests (network namespaces, nft -f)
-# podman/runc/debootstrap: molecule's container driver and the locally built Debian image
+# podman/runc/debootstrap: molecule's container driver and the locally built Debian images
 #   (no container registry is reachable: images are built with debootstrap from Debian's mirror)
+# debian-archive-keyring: debootstrap checks bullseye, bookworm and trixie (Debian 11-13, molecule and
+#   tests/platforms) with it; util-linux (unshare, mount) and overlayfs serve the chroot tests
 # openssh-client/sshpass: molecule scenarios that reach containers over SSH (rollback)
 # python3-venv: `make venv`;  git, make: the repo's own tooling
 # (shellcheck) the shellcheck test of `ansible-test sanity` (skipped without it)
@@ -19,6 +21,7 @@ PACKAGES=(
     podman
     runc
     debootstrap
+    debian-archive-keyring
     openssh-client
     sshpass
     python3-venv

@@ -27,6 +27,7 @@ import netlab  # noqa: E402
 from differential import OUTSIDE, DataplaneWorld  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_inventory  # noqa: E402
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import files  # noqa: E402
 
 
 def main(argv):
@@ -66,7 +67,7 @@ def main(argv):
         lab.add_node(OUTSIDE, world.outside_ips)
         world._static_neighbours()
         for host in world.hosts:
-            path = os.path.join(out_dir, "%s.nft" % host)
+            path = os.path.join(out_dir, files.host_file_name(host))
             rc, err = lab.node(host).load_nft(path)
             if rc != 0:
                 print("nft -f %s failed: %s" % (path, err))

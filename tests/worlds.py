@@ -214,3 +214,18 @@ def policy_specs(draw, tiers, classes=None):
         if cls == "doNotTrack":
             spec.update(doNotTrack=True, applyOnForward=True)
     return spec
+
+
+def long_name_world():
+    """A valid profile name of 250 characters and a tiered policy whose chain name passes 255."""
+    profile = ".".join(["p" * 62] * 4)[:250].rstrip(".")
+    policy = ("q" * 63 + ".") * 2 + "q" * 60
+    tier = "t" * 63
+    return [doc("HostEndpoint", "h", {"node": "n", "interfaceName": "eth0", "expectedIPs": ["10.0.0.1"],
+                                      "profiles": [profile]}),
+            doc("Profile", profile, {"ingress": [{"action": "Allow", "protocol": "TCP"}], "egress": [{"action": "Allow"}]}),
+            doc("Tier", tier, {"order": 5}),
+            doc("GlobalNetworkPolicy", "a", {"tier": tier, "ingress": [{"action": "Pass"}]}),
+            doc("GlobalNetworkPolicy", "b", {"tier": tier, "ingress": [{"action": "Pass"}]}),
+            doc("HostEndpoint", "h2", {"node": "n", "interfaceName": "eth1", "expectedIPs": ["10.0.0.2"],
+                                       "profiles": [profile]}, {"x": "y"})], profile

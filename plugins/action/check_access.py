@@ -37,8 +37,8 @@ class ActionModule(ActionBase):
         result["changed"] = False
         single = args.get("flows") is None
         flows = [{k: args.get(k) for k in FLOW_KEYS}] if single else args["flows"]
-        hosts, base_dir = gather(task_vars)
         try:
+            hosts, base_dir = gather(task_vars)
             comp = compile_cached(hosts, base_dir)
         except HostfwError as exc:
             result.update(failed=True, msg=exc.render(with_origin=True), problems=[str(p) for p in exc.problems])

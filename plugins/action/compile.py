@@ -32,9 +32,9 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         _validation, args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)
         started = time.perf_counter()
-        hostvars, base_dir = gather(task_vars or {})
-        gathered = time.perf_counter() - started
         try:
+            hostvars, base_dir = gather(task_vars or {})
+            gathered = time.perf_counter() - started
             comp = compile_cached(hostvars, base_dir)
             comp.timings["gather_vars"] = gathered
             result.update(compiler.run(comp, hostvars, args, bool(self._task.check_mode), bool(self._task.diff)))

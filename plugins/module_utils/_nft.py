@@ -29,6 +29,17 @@ PREAMBLE = "%s\ndelete %s\n" % (TABLE, TABLE)
 
 _TABLE_LINE = re.compile(r"^table\s+(\S+)\s+(\S+)(?:\s*\{)?\s*$")
 
+# The oldest nftables the rendered tables and the module's commands are written for (Ubuntu 20.04
+# and RHEL 8 ship 0.9.3); see docs/platforms.md.
+MIN_NFT_VERSION = (0, 9, 3)
+_NFT_VERSION = re.compile(r"\bnftables\s+v?(\d+)\.(\d+)(?:\.(\d+))?")
+
+# How often a listing is loaded back into a fresh scratch namespace and listed again before we
+# give up on it reaching a fixed point.  nft >= 1.0 needs one reload (the listing reloads to
+# itself); nft <= 0.9.8 may need two: ``meta l4proto tcp ip saddr @s tcp dport 22`` lists as
+# ``meta nfproto ipv4 ip saddr @s tcp dport 22``, which lists as ``ip saddr @s tcp dport 22``.
+MAX_RELISTS = 3
+
 
 # --------------------------------------------------------------------------------------------
 # pure helpers
@@ -58,6 +69,58 @@ def listing_sha256(text):
     if not norm:
         return None
     return hashlib.sha256(norm.encode("utf-8")).hexdigest()
+
+
+def parse_nft_version(text):
+    """``(major, minor, patch)`` from ``nft --version`` ("nftables v0.9.8 (E.D.S.)"), or None."""
+    match = _NFT_VERSION.search(text or "")
+    if not match:
+        return None
+    return tuple(int(part or 0) for part in match.groups())
+
+
+def nft_version_problem(text):
+    """Why the ``nft`` that printed ``text`` (its ``--version``) cannot be used; None when it can."""
+    found = (text or "").strip().splitlines()
+    found = found[0] if found else ""
+    minimum = ".".join(str(part) for part in MIN_NFT_VERSION)
+    version = parse_nft_version(found)
+    if version is None:
+        return ("cannot read the nftables version from `nft --version` (%r): hostfw.nftables needs nftables %s or "
+                "newer" % (found, minimum))
+    if version < MIN_NFT_VERSION:
+        return ("nftables %s is too old (nft --version: %r): hostfw.nftables needs nftables %s or newer"
+                % (".".join(str(part) for part in version), found, minimum))
+    return None
+
+
+class FixedPointError(Exception):
+    """A listing that keeps changing when it is loaded back and listed again."""
+
+    def __init__(self, what, listings):
+        self.listings = listings
+        last = "".join(difflib.unified_diff(listings[-2].splitlines(True), listings[-1].splitlines(True),
+                                            "listing %d" % (len(listings) - 1), "listing %d" % len(listings)))
+        super(FixedPointError, self).__init__(
+            "the listing of %s does not reach a fixed point: loaded back into a fresh scratch network namespace "
+            "%d times, it listed differently every time; the last change was:\n%s"
+            % (what, len(listings) - 1, last))
+
+
+def listing_fixed_point(listing, relist, what="the candidate", max_relists=MAX_RELISTS):
+    """The fixed point of ``listing`` under ``relist`` (load the text into a fresh scratch network
+    namespace, return its listing): relist until two consecutive listings are equal.
+
+    Returns ``(fixed point, number of relists)``; raises FixedPointError after ``max_relists``
+    relists that all changed the listing.  Listings are compared normalised.
+    """
+    listings = [normalise_listing(listing)]
+    for count in range(1, max_relists + 1):
+        again = normalise_listing(relist(listings[-1]))
+        if again == listings[-1]:
+            return again, count
+        listings.append(again)
+    raise FixedPointError(what, listings)
 
 
 def parse_table_list(text):

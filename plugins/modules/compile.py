@@ -45,8 +45,9 @@ options:
   output_dir:
     description:
       - Directory on the controller to write C(<inventory_hostname>.nft) for every compiled host, and
-        C(matrix.json) and C(matrix.md) when O(matrix) is true. Files are only rewritten when their content
-        changes.
+        C(matrix.json), C(matrix.md) and C(matrix.html) when O(matrix) is true, C(lint.json) and C(lint.md) when
+        O(lint) is, C(matrix-diff.json) and C(matrix-diff.md) with O(compare_to). Files are only rewritten when their
+        content changes.
     type: path
   hosts:
     description:
@@ -87,6 +88,46 @@ options:
         does). Files are still written, so the refused tables can be read.
     type: bool
     default: false
+  lint:
+    description:
+      - Lint the compiled world (Calico-aware findings HF001-HF012 and the rule anomalies HF101-HF102, documented
+        in the collection's C(docs/lint.md)) and return RV(lint); with O(output_dir), also write C(lint.json) and
+        C(lint.md). The C(hostfw.nftables.render) playbook and the rollout's check mode turn it on.
+    type: bool
+    default: false
+  lint_fail_on:
+    description:
+      - Fail the task (after every file is written) when an unacknowledged finding has this severity or a higher one;
+        C(never) only reports. A resource acknowledges a finding with the annotation C(hostfw.nftables/ignore) (a comma
+        list of codes).
+    type: str
+    choices: [error, warning, never]
+    default: error
+  compare_to:
+    description:
+      - What to compare the compiled world with, for the semantic matrix diff (C(docs/reviewing.md)) - an earlier
+        O(output_dir) (its C(matrix.json)), a C(matrix.json) file, or an inventory (a file, or a directory holding
+        C(inventory.yml), C(hosts.yml), C(hosts) or a similar name) that is compiled as the old world with this same
+        compiler. The inventory is read with C(ansible-inventory --list) (every inventory format, C(group_vars) and
+        C(host_vars)); its hostfw variables must be plain data (no Jinja2 templates), and its relative
+        C(hostfw_manifests) are relative to its directory.
+      - With O(output_dir), writes C(matrix-diff.json) and C(matrix-diff.md) and gives C(matrix.html) its diff view;
+        without it, returns RV(matrix_diff). Every returned host gets C(matrix_changes).
+      - A relative path is relative to the current directory of the C(ansible-playbook) process.
+    type: str
+  fail_on:
+    description:
+      - Fail the task (after every file is written) when the diff against O(compare_to) has a cell of these changes,
+        with the list of those cells. For gates on pull requests.
+    type: list
+    elements: str
+    default: []
+  max_changes:
+    description:
+      - At most this many changed cells are listed (with their old and new reasons) in the diff; the counts are
+        always complete.
+    type: int
+    default: 100000
   host_details:
     description:
       - Return RV(hosts), the per-host results. Turn it off for big inventories when only the files, RV(refusals)
@@ -145,6 +186,9 @@ hosts:
     - With a staged policy in the world, C(pending_failsafe_proof) is the same proof once the staged policies are
       promoted (the rollout warns when it fails), C(pending_differs) whether promoting them changes the host, and
       C(staged_counters) whether its table carries the shadow path.
+    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written): the host name and
+      C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
+      made safe and unique with a hash (C(../x) becomes C(_x-<12 hex digits>.nft)).
   returned: always
   type: dict
   sample:
@@ -152,6 +196,7 @@ hosts:
       node: node1
       has_ruleset: true
       sha256: 0f4c...
+      file: node1.nft
       path: /tmp/out/node1.nft
       warnings: []
       failsafe_proof: {ok: true, messages: [], checked: 32}
@@ -207,6 +252,49 @@ timings:
       sum C(compile_and_write), C(matrix); C(load_cached) instead of the loading stages when the validated world came
       from the cache.
   returned: always
+  type: dict
+lint:
+  description:
+    - The lint report, C({findings, summary}). Each finding has C(code), C(title), C(severity) (error, warning,
+      info), C(kind), C(name), C(path) (the field), C(source) (file and document, as validation errors name them),
+      C(line), C(message), C(consequence) (in traffic terms), C(fix), C(acknowledged) and, for some codes, C(where).
+      C(summary) counts the unacknowledged findings per severity, and the acknowledged ones.
+  returned: when O(lint) is true
+  type: dict
+  sample:
+    findings:
+      - code: HF007
+        title: pods-reach-host
+        severity: error
+        kind: GlobalNetworkPolicy
+        name: node-host-firewall
+        path: spec.ingress[0].source
+        source: manifests/20-host-firewall.yaml#1
+        line: 15
+        message: "the source all() admits application pods (dev/frontend, prod/backend) to the host endpoints: ..."
+        consequence: "pods reach the nodes: prod/backend -> host/node-worker TCP/10250 allow (...)"
+        fix: "narrow the source to the nodes and the cluster's add-ons ..."
+        acknowledged: false
+    summary: {error: 1, warning: 0, info: 1, acknowledged: 0}
+lint_lines:
+  description: One line per lint finding (code, severity, kind, name, field path, message, source), for display.
+  returned: when O(lint) is true
+  type: list
+  elements: str
+matrix_diff_summary:
+  description: The counts of the diff against O(compare_to) - C(opened), C(closed), C(unchanged), C(only_old),
+    C(only_new) and C(cells).
+  returned: when O(compare_to) is set
+  type: dict
+  sample: {opened: 4, closed: 0, unchanged: 16, only_old: 0, only_new: 0, cells: 20}
+matrix_diff:
+  description:
+    - The whole diff (the C(matrix-diff.json) schema - C(old), C(new), C(probes), C(summary), C(changes) with the
+      old and new verdict and reason of every changed cell, C(groups)) when O(compare_to) is set and O(output_dir)
+      is not.
+    - Each host of RV(hosts) also gets C(matrix_changes), the changed cells whose source or destination is one of its
+      host endpoints, one line each.
+  returned: when O(compare_to) is set and O(output_dir) is not
   type: dict
 warnings_hostfw:
   description: Warnings of the compilation (inactive host endpoints, policies that never apply to hosts, ...).

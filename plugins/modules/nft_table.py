@@ -23,9 +23,15 @@ description:
     V(confirm) -> V(persist). The role M(hostfw.nftables.rollout) runs that sequence."
   - "B(Canonical form and hashes.) The candidate O(content) is loaded into an empty scratch network namespace
     (C(unshare -n), or C(unshare -r -n) where C(CAP_SYS_ADMIN) is missing, for example in containers) and listed
-    there with C(nft -s list table inet hostfw). That stateless listing is the canonical candidate; the running
-    table is listed the same way. Both are normalised (trailing blanks and blank lines removed), compared, and
-    hashed with sha256: RV(sha256_before) and RV(sha256_after) are hashes of those listings, not of O(content).
+    there with C(nft -s list table inet hostfw). That stateless listing is loaded into a fresh scratch namespace and
+    listed again, and so on until two consecutive listings are equal (at most 3 reloads, else the module fails
+    saying so): that fixed point is the canonical candidate. nft 1.0 and newer reach it at the first reload; nft
+    0.9.8 and older list some rules differently once reloaded (C(meta l4proto tcp ip saddr @s tcp dport 22) lists
+    as C(meta nfproto ipv4 ip saddr @s tcp dport 22), then as C(ip saddr @s tcp dport 22)). The running table's
+    listing goes through the same procedure, so after the apply of a candidate the running table has exactly the
+    candidate's canonical form on every nft version. Listings are normalised (trailing blanks and blank lines
+    removed), compared, and hashed with sha256: RV(sha256_before) and RV(sha256_after) are hashes of those
+    canonical forms, not of O(content). They depend on the nft version: never compare them across hosts.
     The file that is applied is the preamble plus the canonical listing, never O(content) itself, so statements in
     O(content) that would touch other tables (C(flush ruleset), C(delete table ip filter), ...) cannot reach the
     host: they act only inside the scratch namespace, and the module refuses O(content) whose scratch ruleset
@@ -44,8 +50,8 @@ options:
   state:
     description:
       - The operation to run.
-      - V(stage) lists the running table (snapshot, or a marker that it is absent), canonicalises O(content) in a
-        scratch network namespace, checks both files with C(nft -c -f), and writes C(candidate.nft),
+      - V(stage) refuses an C(nft) older than 0.9.3 (RV(nft_version)), lists the running table (snapshot, or a
+        marker that it is absent), canonicalises O(content) in scratch network namespaces, checks both files with C(nft -c -f), and writes C(candidate.nft),
         C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
         differs from the candidate. In check mode nothing is written; the comparison is still made.
       - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
@@ -225,7 +231,7 @@ rolled_back:
   type: bool
   sample: false
 sha256_before:
-  description: sha256 of the normalised stateless listing of the running table before the call; null when absent.
+  description: sha256 of the canonical form of the running table before the call; null when absent.
   returned: always
   type: str
   sample: 3f1c0e...
@@ -296,6 +302,18 @@ canonicalised_with:
   returned: state=stage
   type: str
   sample: unshare -n
+canonical_loads:
+  description:
+    - How many scratch namespaces the candidate was loaded into until its listing stopped changing (V(stage)).
+      2 on nft 1.0 and newer; 3 on nft 0.9.8 and older for tables whose rules list differently once reloaded.
+  returned: state=stage
+  type: int
+  sample: 2
+nft_version:
+  description: The first line of C(nft --version) on the host (V(stage), V(inspect)).
+  returned: state=stage or state=inspect
+  type: str
+  sample: nftables v1.0.6 (Lester Gooch #5)
 """
 
 import json
@@ -310,9 +328,12 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     TABLE,
     TABLE_FAMILY,
     TABLE_NAME,
+    FixedPointError,
     check_listing_is_our_table,
     foreign_tables,
+    listing_fixed_point,
     listing_sha256,
+    nft_version_problem,
     normalise_listing,
     parse_ssh_connection,
     parse_table_list,
@@ -346,6 +367,8 @@ class NftTable(object):
         self.check = module.check_mode
         self.state = StateDir(self.p["state_dir"])
         self.nft = module.get_bin_path("nft", required=True)
+        self._scratch_prefix = None
+        self._nft_version = None
         self.rollback = Rollback(self.state, self.nft, self._run_rc, module.get_bin_path, self.nft_check_file)
         self.result = {
             "changed": False,
@@ -375,13 +398,36 @@ class NftTable(object):
         except StateError as exc:
             raise NftTableError(str(exc))
 
-    def current_listing(self):
-        """Stateless listing of our running table, or None when it is absent."""
+    def listed_table(self):
+        """Stateless listing of our running table as ``nft -s list table`` prints it, or None when it is absent."""
         rc, out, err = self.run([self.nft, "list", "tables"])
         if (TABLE_FAMILY, TABLE_NAME) not in parse_table_list(out):
             return None
         rc, out, err = self.run([self.nft, "-s", "list", "table", TABLE_FAMILY, TABLE_NAME])
         return normalise_listing(out)
+
+    def current_listing(self):
+        """Canonical form of our running table (None when it is absent): the fixed point of its listing,
+        reached as for the candidate (see canonicalise), so that the running table after the apply of a
+        candidate has exactly the candidate's canonical form, whatever the nft version.  If the listing
+        cannot be reloaded in a scratch namespace (a table changed by hand, say with ``iif``), the
+        listing itself is used, with a warning."""
+        listing = self.listed_table()
+        if listing is None:
+            return None
+        try:
+            return self.fixed_point(listing, "the running table inet hostfw")[0]
+        except NftTableError as exc:
+            self.module.warn("hostfw: the running table inet hostfw is compared as listed: %s" % exc.msg)
+            return listing
+
+    def nft_version(self):
+        """The first line of ``nft --version``."""
+        if self._nft_version is None:
+            rc, out, err = self.run([self.nft, "--version"], check_rc=False)
+            lines = (out or err or "").strip().splitlines()
+            self._nft_version = lines[0].strip() if lines else ""
+        return self._nft_version
 
     def nft_check_file(self, path, what):
         rc, out, err = self.run([self.nft, "-c", "-f", path], check_rc=False)
@@ -389,6 +435,11 @@ class NftTable(object):
             raise NftTableError("nft -c -f rejects the %s (%s): %s" % (what, path, err.strip()), rc=rc, stderr=err)
 
     def scratch_prefixes(self):
+        if self._scratch_prefix is None:
+            self._scratch_prefix = self._find_scratch_prefix()
+        return self._scratch_prefix
+
+    def _find_scratch_prefix(self):
         unshare = self.module.get_bin_path("unshare")
         if not unshare:
             raise NftTableError("unshare (util-linux) is needed to canonicalise the candidate in a scratch network "
@@ -402,24 +453,28 @@ class NftTable(object):
         raise NftTableError("cannot create a scratch network namespace to canonicalise the candidate: %s"
                             % "; ".join(tried))
 
-    def canonicalise(self, content):
-        """Load content into an empty network namespace; return its canonical listing."""
+    def scratch_list(self, text, what, first=True):
+        """Load ``text`` into a new, empty network namespace and return the listing of table inet hostfw
+        there; refuse anything that leaves other tables in that namespace."""
         prefix = self.scratch_prefixes()
         workdir = tempfile.mkdtemp(prefix="hostfw-stage-")
         try:
             cand = os.path.join(workdir, "content.nft")
             with open(cand, "w") as handle:
-                handle.write(content)
+                handle.write(text)
             script = ('"$2" -f "$1" || exit 3; echo "@@HOSTFW-TABLES@@"; "$2" list tables || exit 4; '
                       'echo "@@HOSTFW-TABLE@@"; "$2" -s list table inet hostfw 2>/dev/null || true')
             rc, out, err = self.run(prefix + ["/bin/sh", "-c", script, "sh", cand, self.nft], check_rc=False)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         if rc == 3:
-            raise NftTableError("the candidate does not load into an empty network namespace: %s" % err.strip(),
-                                stderr=err)
+            if first:
+                raise NftTableError("the candidate does not load into an empty network namespace: %s" % err.strip(),
+                                    stderr=err)
+            raise NftTableError("the listing of %s does not load back into an empty network namespace with %s: %s"
+                                % (what, self.nft_version() or "this nft", err.strip()), stderr=err)
         if rc != 0 or "@@HOSTFW-TABLE@@" not in out:
-            raise NftTableError("canonicalising the candidate failed (rc=%s): %s" % (rc, err.strip()), stderr=err)
+            raise NftTableError("canonicalising %s failed (rc=%s): %s" % (what, rc, err.strip()), stderr=err)
         head, listing = out.split("@@HOSTFW-TABLE@@", 1)
         others = ["%s %s" % t for t in foreign_tables(parse_table_list(head.split("@@HOSTFW-TABLES@@", 1)[1]))]
         if others:
@@ -427,7 +482,25 @@ class NftTable(object):
         problem = check_listing_is_our_table(listing)
         if problem:
             raise NftTableError(problem)
-        return normalise_listing(listing), " ".join(os.path.basename(p) if i == 0 else p for i, p in enumerate(prefix))
+        return normalise_listing(listing)
+
+    def fixed_point(self, listing, what):
+        """(fixed point of ``listing``, relists): load it into a fresh scratch namespace and list it, again and
+        again, until two consecutive listings are equal (at most MAX_RELISTS times)."""
+        try:
+            return listing_fixed_point(listing, lambda text: self.scratch_list(text, what, first=False), what)
+        except FixedPointError as exc:
+            raise NftTableError("%s (%s)" % (exc, self.nft_version() or "nft"))
+
+    def canonicalise(self, content):
+        """The canonical form of ``content``: its listing after a load into an empty scratch network namespace,
+        loaded back into fresh scratch namespaces until the listing no longer changes (nft <= 0.9.8 lists some
+        rules differently once reloaded).  Returns (listing, how, number of scratch loads)."""
+        first = self.scratch_list(content, "the candidate")
+        listing, relists = self.fixed_point(first, "the candidate")
+        prefix = self.scratch_prefixes()
+        how = " ".join(os.path.basename(p) if i == 0 else p for i, p in enumerate(prefix))
+        return listing, how, 1 + relists
 
     def armed_now(self):
         """(armed.json record or None, pending, fired record or None)."""
@@ -469,8 +542,13 @@ class NftTable(object):
         content = self.p["content"]
         if content is None or not content.strip():
             raise NftTableError("state=stage needs content")
+        version = self.nft_version()
+        self.result["nft_version"] = version
+        problem = nft_version_problem(version)
+        if problem:
+            raise NftTableError("refusing to stage on this host: %s (%s)" % (problem, self.nft))
+        candidate, how, loads = self.canonicalise(content)
         current = self.current_listing()
-        candidate, how = self.canonicalise(content)
         cur_sha = listing_sha256(current)
         cand_sha = listing_sha256(candidate)
         self.result.update({
@@ -478,6 +556,7 @@ class NftTable(object):
             "sha256_before": cur_sha,
             "sha256_after": cand_sha,
             "canonicalised_with": how,
+            "canonical_loads": loads,
             "changed": cur_sha != cand_sha,
         })
         workdir = None
@@ -727,12 +806,11 @@ class NftTable(object):
             raise NftTableError("cannot parse nft -j list ruleset: %s" % exc)
         tables, findings = inspect_ruleset(data, self.p["failsafe_inbound"], self.p["failsafe_outbound"])
         self.set_listing_result(self.current_listing())
-        rc, version, err = self.run([self.nft, "--version"], check_rc=False)
         self.result.update({
             "tables": tables,
             "findings": findings,
             "ssh_connection": self.find_ssh_connection(),
-            "nft_version": version.strip(),
+            "nft_version": self.nft_version(),
         })
         self.result["armed"] = self.armed_now()[1]
         for finding in findings:

@@ -41,6 +41,8 @@ GNP_NAME_RE = re.compile(r"(" + DNS_LABEL + r"\.)?" + DNS_LABEL)
 NP_NAME_RE = re.compile(r"(" + DNS_LABEL + r")(\." + DNS_LABEL + r")?|(knp|ossg)\.default\." + DNS_SUBDOMAIN)
 QUALIFIED_PART_RE = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
 INTERFACE_RE = re.compile(r"[a-zA-Z0-9_.-]{1,15}")
+CONTAINER_ID_RE = re.compile(r"[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?")
+_HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 DIGITS_RE = re.compile(r"[0-9]+")
 
 BAD = object()  # "the value was invalid and has been reported"
@@ -136,10 +138,15 @@ def sanitise_name(text: str, allow_dots: bool = True) -> str:
 # Generic value checks.  Each returns the value, None when absent, or BAD after reporting.
 # ----------------------------------------------------------------------------------------------
 
+ENTERPRISE_FIX = "remove it: hostfw implements open-source Calico"
+
+
 def fields(c: Scope, value: Any, path: str, allowed: Iterable[str], what: str = "",
-           hints: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
+           hints: Optional[Mapping[str, str]] = None,
+           enterprise: Optional[Mapping[str, str]] = None) -> Optional[Dict[str, Any]]:
     """A mapping with only known keys (unknown keys are reported).  None -> {}; not a mapping ->
-    reported and None.  ``hints`` maps a misplaced field name to the fix to suggest."""
+    reported and None.  ``hints`` maps a misplaced field name to the fix to suggest;
+    ``enterprise`` maps a field that only Calico Enterprise has to the fix to suggest."""
     if value is None:
         return {}
     if not is_map(value):
@@ -154,6 +161,10 @@ def fields(c: Scope, value: Any, path: str, allowed: Iterable[str], what: str = 
             continue
         if hints and isinstance(key, str) and key in hints:
             c.err(join_path(path, key), "unknown field", hints[key])
+            continue
+        if enterprise and isinstance(key, str) and key in enterprise:
+            c.err(join_path(path, key), "%s is a Calico Enterprise field, not part of open-source Calico's %s"
+                  % (key, c.kind), enterprise[key])
             continue
         unknown_field(c, path, key, allowed)
     return out
@@ -195,16 +206,28 @@ def boolean(c: Scope, value: Any, path: str) -> Any:
     return BAD
 
 
+def as_int(value: Any) -> Optional[int]:
+    """``value`` as an integer when Calico reads it as one, else None.  A YAML number with a
+    fraction of zero (``80.0``) is an integer to Calico: ``calicoctl`` and ``kubectl`` turn YAML into
+    JSON through Go's encoding/json, which writes the float 80.0 as ``80``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def integer(c: Scope, value: Any, path: str, low: int, high: int, what: str) -> Any:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, float) and value.is_integer():
-            c.err(path, "expected an integer, got %s" % show(value), "write %d" % int(value))
-        else:
-            c.err(path, "expected an integer, got %s" % shown(value),
-                  "write %s as a number %d-%d without quotes" % (what, low, high))
+    number = as_int(value)
+    if number is None:
+        c.err(path, "expected an integer, got %s" % shown(value),
+              "write %s as a number %d-%d without quotes" % (what, low, high))
         return BAD
+    value = number
     if not low <= value <= high:
         c.err(path, "%d is not a valid %s" % (value, what), "use %d-%d" % (low, high))
         return BAD
@@ -301,6 +324,9 @@ NAME_RULES = {
                                  "ending with a letter or digit", True),
     "namespace": (TIER_NAME_RE, 63, "use lower case letters, digits and '-', starting and ending with a letter "
                                     "or digit, at most 63 characters", False),
+    # Calico's validator tag ``name``: the DNS-subdomain pattern without a length limit
+    "name": (NAME_RE, 1 << 62, "use lower case letters, digits, '-' and '.', starting and ending with a letter or "
+                               "digit", True),
 }
 
 
@@ -423,7 +449,9 @@ def annotations(c: Scope, value: Any, path: str) -> Any:
         return True
 
     out = _qualified_map(c, value, path, "annotation", True, check_value)
-    total = sum(len(k) + len(v) for k, v in out.items()) if out is not BAD else 0
+    # bytes, as Go counts len() of a string (validateObjectMetaAnnotations)
+    total = sum(len(k.encode("utf-8", "surrogatepass")) + len(v.encode("utf-8", "surrogatepass"))
+                for k, v in out.items()) if out is not BAD else 0
     if total > MAX_ANNOTATIONS:
         c.err(path, "the annotations are %d bytes in total" % total, "use at most %d bytes" % MAX_ANNOTATIONS)
         return BAD
@@ -442,6 +470,26 @@ def parse_ip(text: str):
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+def is_ipv4(addr) -> bool:
+    """Go's ``ip.To4() != nil``: an IPv4 address or an IPv4-mapped IPv6 address."""
+    return addr.version == 4 or addr.ipv4_mapped is not None
+
+
+def valid_mac(text: str) -> bool:
+    """Go's ``net.ParseMAC`` (Calico's ``mac`` tag): 6, 8 or 20 octets as pairs of hex digits
+    separated by one of ':' or '-', or as groups of four separated by '.'."""
+    if len(text) < 14:
+        return False
+    if text[2] in ":-":
+        parts, width = text.split(text[2]), 2
+    elif text[4] == ".":
+        parts, width = text.split("."), 4
+    else:
+        return False
+    return (len(parts) * width // 2 in (6, 8, 20)
+            and all(len(part) == width and _HEX_RE.fullmatch(part) for part in parts))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -497,24 +545,30 @@ def loose_cidr(c: Scope, value: Any, path: str) -> Any:
 
 
 def strict_cidr(c: Scope, value: Any, path: str) -> Any:
-    """Rule nets: a strictly masked CIDR or a bare IP (docs/semantics.md §1.8, validator tag ``net``:
-    ``10.0.0.0/24`` and ``10.0.0.1`` are accepted, ``10.0.0.1/24`` is rejected).
-    Returns (network, version); a bare IP becomes a /32 or /128."""
+    """Rule nets: a strictly masked CIDR with a prefix length.  Calico's rule validator
+    (libcalico-go validator.go ``validateRule``) parses every ``nets``/``notNets`` entry with
+    ``cnet.ParseCIDR``, so a bare address is an "invalid CIDR", and the field tag ``net`` refuses
+    host bits: ``10.0.0.0/24`` and ``10.0.0.1/32`` are accepted, ``10.0.0.1`` and ``10.0.0.1/24``
+    are not.  Returns (network, version)."""
     s = string(c, value, path)
     if s is None or s is BAD:
         if s is None:
             c.err(path, "is empty", "write a CIDR such as 10.0.0.0/24")
             return BAD
         return s
+    if "/" not in s:
+        addr = parse_ip(s)
+        if addr is not None:
+            c.err(path, "%s has no prefix length" % show(s),
+                  "write %s/%d: Calico's rule nets are CIDRs" % (addr, addr.max_prefixlen))
+        else:
+            c.err(path, "%s is not a CIDR" % show(s), "write a masked network such as 10.0.0.0/24")
+        return BAD
     v4 = parse_v4(s)
     if v4 is not None and v4[0] & ((1 << (32 - v4[1])) - 1) == 0:
         return "%s/%d" % (v4_text(v4[0]), v4[1]), 4
     cidr = parse_cidr(s)
     if cidr is None:
-        addr = parse_ip(s)
-        if addr is not None:
-            net = ipaddress.ip_network(addr)
-            return str(net), net.version
         c.err(path, "%s is not a CIDR" % show(s), "write a masked network such as 10.0.0.0/24")
         return BAD
     addr, net = cidr

@@ -32,6 +32,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import (
     api, errors, felix, files, matrix_html, proofs, resources, sources)
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import diff as matrix_diff
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import lint
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import ENFORCED, PENDING, WORLDS, HostPlan, Model
@@ -129,7 +131,8 @@ class Compilation:
         if plan is None:
             return proofs.failsafe_proof(self.evaluator, plan, host)
         shape = (tuple((ep.iface, id(ep.tiers), tuple(p.name for p in ep.profiles)) for ep in plan.endpoints),
-                 plan.felix, tuple(protected_inbound), tuple(protected_outbound))
+                 plan.felix, tuple(protected_inbound), tuple(protected_outbound),
+                 proofs.host_families(self.evaluator, plan), tuple(proofs.covered_interfaces(self.evaluator, plan)))
         proven = self._proven.get(shape)
         if proven is not None:
             return Proof(True, [], proven)
@@ -232,12 +235,13 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
                                  "warnings": list(plan.warnings) if plan is not None else [],
                                  "failsafe_inbound": proofs.entries_as_dicts(settings.failsafe_inbound),
                                  "failsafe_outbound": proofs.entries_as_dicts(settings.failsafe_outbound)}
+        entry["file"] = files.host_file_name(host)
         if text is not None:
             entry["sha256"] = sha256(text)
             if options.get("return_content"):
                 entry["ruleset"] = text
             if out_dir:
-                path = os.path.join(out_dir, "%s.nft" % host)
+                path = os.path.join(out_dir, entry["file"])
                 entry["path"] = path
                 tw = time.perf_counter()
                 changed |= files.write_if_changed(path, text, check_mode, diffs)
@@ -262,6 +266,10 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
 
     result["checks"] = [_check(comp, i, check) for i, check in enumerate(options.get("checks") or [])]
 
+    review = _review(comp, options, host_results, out_dir, check_mode, diffs)
+    changed |= review.pop("changed")
+    diff_text = review.pop("diff_text")
+
     want_matrix = options.get("matrix") if options.get("matrix") is not None else bool(out_dir)
     if want_matrix:
         t2 = time.perf_counter()
@@ -276,7 +284,7 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
             changed |= files.write_if_changed(os.path.join(out_dir, "matrix.md"), comp.matrix_markdown(matrix),
                                               check_mode, diffs)
             # the page embeds matrix.json byte for byte; too big for --diff output
-            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.html"), matrix_html.render(text),
+            changed |= files.write_if_changed(os.path.join(out_dir, "matrix.html"), matrix_html.render(text, diff_text),
                                               check_mode, None)
         else:
             result["matrix"] = matrix
@@ -297,17 +305,22 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
     })
     if diffs:
         result["diff"] = diffs
+    failures = review.pop("failures")
+    result.update(review)
     if options.get("fail_on_refusal") and result["refusals"]:
         result["failed"] = True
         result["msg"] = "hostfw: refusing, a failsafe proof failed (nothing is applied anywhere):\n" + \
             "\n".join(result["refusals"])
+    elif failures:
+        result["failed"] = True
+        result["msg"] = "\n".join(failures)
     elif out_dir:
-        result["msg"] = "%s; written to %s: %d table(s)%s; stage timings (s): %s" % (
+        result["msg"] = "%s; written to %s: %d table(s)%s%s; stage timings (s): %s" % (
             result["summary"], out_dir, len(result["written"]),
             ", matrix.json, matrix.md, matrix.html (%d cells%s)" % (
                 result["matrix_cells"], ", %d would change once the staged policies are promoted"
                 % result["matrix_pending_changes"] if "matrix_pending_changes" in result else "")
-            if "matrix_cells" in result else "",
+            if "matrix_cells" in result else "", review.get("review_text", ""),
             result["timings"])
     return result
 
@@ -332,6 +345,88 @@ def configure_staged_counters(comp: Compilation, hostvars: Mapping[str, Mapping[
         mode = staged_counters_mode(host, (hostvars.get(host) or {}).get("hostfw_staged_counters"))
         if comp.staged_counters.get(host) != mode:
             comp.set_staged_counters(host, mode)
+
+
+# ----------------------------------------------------------------------------------------------
+# Review: the lint and the matrix diff (docs/reviewing.md, docs/lint.md)
+# ----------------------------------------------------------------------------------------------
+
+FAIL_ON_CHANGES = ("opened", "closed")
+
+
+def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[str, Dict[str, Any]],
+            out_dir: Optional[str], check_mode: bool, diffs: Optional[List[Dict[str, str]]]) -> Dict[str, Any]:
+    """The lint (option ``lint``: the render playbook and the rollout's check mode turn it on) and the matrix diff against
+    ``compare_to``: writes lint.json/lint.md and matrix-diff.json/.md into ``output_dir``, adds
+    each host's changed cells to its entry (``matrix_changes``), and says what must fail the task
+    (``lint_fail_on``, ``fail_on``) once every file is written."""
+    out: Dict[str, Any] = {"changed": False, "diff_text": None, "failures": []}
+    notes = []
+    probes = options.get("probes") or comp.inventory.probes
+    fail_on = [c for c in (options.get("fail_on") or [])]
+    bad = [c for c in fail_on if c not in FAIL_ON_CHANGES]
+    lint_fail_on = options.get("lint_fail_on") or "error"
+    if bad or lint_fail_on not in lint.FAIL_ON:
+        problems = []
+        if bad:
+            problems.append(errors.Problem("Task", "hostfw.nftables.compile", "fail_on", "%s: not a change (use a list "
+                                           "of opened and closed)" % ", ".join(map(str, bad))))
+        if lint_fail_on not in lint.FAIL_ON:
+            problems.append(errors.Problem("Task", "hostfw.nftables.compile", "lint_fail_on", "%r: use error, warning "
+                                           "or never" % (lint_fail_on,)))
+        raise errors.HostfwError(problems)
+    if options.get("lint"):
+        t0 = time.perf_counter()
+        report = lint.run(comp, probes)
+        comp.timings["lint"] = time.perf_counter() - t0
+        out["lint"] = report.as_dict()
+        out["lint_lines"] = [str(f) + (" [acknowledged]" if f.acknowledged else "") for f in report.findings]
+        counts = report.counts()
+        notes.append("lint: %d error(s), %d warning(s), %d info, %d acknowledged" % (
+            counts["error"], counts["warning"], counts["info"], counts["acknowledged"]))
+        if out_dir:
+            out["changed"] |= files.write_if_changed(os.path.join(out_dir, "lint.json"),
+                                                     matrix_html.json_text(report.as_dict()), check_mode, diffs)
+            out["changed"] |= files.write_if_changed(os.path.join(out_dir, "lint.md"), lint.to_markdown(report),
+                                                     check_mode, diffs)
+        failing = report.failing(lint_fail_on)
+        if failing:
+            out["failures"].append("hostfw: %d lint finding(s) at or above %s (lint_fail_on; acknowledge one with the "
+                                   "annotation %s: CODE):\n%s" % (len(failing), lint_fail_on, lint.IGNORE_ANNOTATION,
+                                                                   lint.failing_text(failing)))
+    if options.get("compare_to"):
+        t0 = time.perf_counter()
+        data = matrix_diff.compare(str(options["compare_to"]), comp, probes, out_dir or "candidate",
+                                   int(options.get("max_changes") or matrix_diff.DEFAULT_MAX_CHANGES))
+        comp.timings["diff"] = time.perf_counter() - t0
+        s = data["summary"]
+        out["matrix_diff_summary"] = dict(s)
+        notes.append("matrix diff against %s: %d opened, %d closed" % (data["old"], s["opened"], s["closed"]))
+        data.pop("evaluated", None)
+        text = matrix_html.json_text(data)
+        out["diff_text"] = text
+        if out_dir:
+            out["changed"] |= files.write_if_changed(os.path.join(out_dir, "matrix-diff.json"), text, check_mode, diffs)
+            out["changed"] |= files.write_if_changed(os.path.join(out_dir, "matrix-diff.md"),
+                                                     matrix_diff.to_markdown(data), check_mode, diffs)
+        else:
+            out["matrix_diff"] = data
+        for host, entry in host_results.items():
+            node = comp.model.node_of(host)
+            names = ["host/" + hep.name for hep in comp.model.heps_by_node.get(node, ())]
+            entry["matrix_changes"] = matrix_diff.for_host(data, names)
+        lines = matrix_diff.failing(data, fail_on)
+        if lines:
+            shown = lines[:50] + (["... and %d more (see matrix-diff.md)" % (len(lines) - 50)] if len(lines) > 50 else [])
+            out["failures"].append("hostfw: the change %s %d cell(s) (fail_on: %s) against %s:\n%s" % (
+                " and ".join(sorted({line.split(":", 1)[0] for line in lines})), len(lines), ", ".join(fail_on),
+                data["old"], "\n".join(shown)))
+    elif fail_on:
+        raise errors.HostfwError([errors.Problem("Task", "hostfw.nftables.compile", "fail_on",
+                                                 "needs compare_to (what the change is compared with)")])
+    if notes:
+        out["review_text"] = "; " + "; ".join(notes)
+    return out
 
 
 def _check(comp: Compilation, index: int, check: Mapping[str, Any]) -> Dict[str, Any]:

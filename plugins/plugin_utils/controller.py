@@ -21,9 +21,9 @@ import pickle
 import stat
 import tempfile
 import time
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import sources
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation
 
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
@@ -57,32 +57,87 @@ def code_digest() -> str:
     return _CODE_DIGEST
 
 
-def plain(value: Any) -> Any:
-    """Ansible's lazy or tagged containers and strings -> plain Python data."""
-    if isinstance(value, dict) or (isinstance(value, Mapping) and not isinstance(value, str)):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    if isinstance(value, str):
-        return str(value)
-    return value
+class TooLarge(Exception):
+    """A variable nests deeper than sources.MAX_DEPTH, or its shared containers (YAML aliases in
+    group_vars) expand it by more than sources.MAX_ALIAS_NODES values: reported by gather as a
+    problem of the host, with the reason as the message."""
+
+
+def plain(value: Any, memo: Optional[Dict[int, Any]] = None, depth: int = 0) -> Any:
+    """Ansible's lazy or tagged containers and strings -> plain Python data.  A container shared
+    by several places (YAML aliases in group_vars) is converted once and stays shared; as every
+    consumer (fingerprint, parser) walks the expanded value, the values sharing adds are bounded
+    as in manifests (:func:`sources._structure_problem`).  Raises TooLarge."""
+    memo = {} if memo is None else memo
+    budget = [0, 0]  # values written, values added by sharing (within this value)
+    seen = set()
+    too_deep = "nests deeper than %d levels (Calico documents never do: check the variable)" % sources.MAX_DEPTH
+
+    def walk(item: Any, level: int) -> Tuple[Any, int, int]:
+        if isinstance(item, str):
+            budget[0] += 1
+            return str(item), 1, 0
+        is_map = isinstance(item, Mapping)
+        if not is_map and not isinstance(item, (list, tuple)):
+            budget[0] += 1
+            return item, 1, 0
+        if level > sources.MAX_DEPTH:
+            raise TooLarge(too_deep)
+        hit = memo.get(id(item))
+        if hit is not None:
+            _item, out, size, height = hit
+            if level + height > sources.MAX_DEPTH:
+                raise TooLarge(too_deep)
+            if id(item) in seen:
+                budget[1] += size
+                if budget[1] > max(sources.MAX_ALIAS_NODES, budget[0]):
+                    raise TooLarge("shares containers (YAML aliases) that expand it to more than %d values "
+                                   "(write the values out)" % max(sources.MAX_ALIAS_NODES, budget[0]))
+            else:
+                seen.add(id(item))
+                budget[0] += size
+            return out, size, height
+        size, height = 1, 0
+        budget[0] += 1
+        pairs = item.items() if is_map else enumerate(item)
+        out: Any = {} if is_map else []
+        for key, child in pairs:
+            converted, n, h = walk(child, level + 1)
+            if is_map:
+                out[str(key)] = converted
+                n += 1
+            else:
+                out.append(converted)
+            size += n
+            height = max(height, h + 1)
+        memo[id(item)] = (item, out, size, height)  # keeps item alive, so that its id stays unique
+        seen.add(id(item))
+        return out, size, height
+
+    return walk(value, depth)[0]
 
 
 TEMPLATE_MARKERS = ("{{", "{%", "{#")
 
 
 def has_template(value: Any) -> bool:
-    """Whether any string (key or value) inside ``value`` looks like a Jinja2 template."""
+    """Whether any string (key or value) inside ``value`` looks like a Jinja2 template.  Each
+    container is visited once, however often it is shared."""
     todo = [value]
+    seen = set()
     while todo:
         item = todo.pop()
         if isinstance(item, str):
             if "{" in item and any(m in item for m in TEMPLATE_MARKERS):
                 return True
-        elif isinstance(item, Mapping):
+            continue
+        if not isinstance(item, (Mapping, list, tuple)) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Mapping):
             todo.extend(item.keys())
             todo.extend(item.values())
-        elif isinstance(item, (list, tuple)):
+        else:
             todo.extend(item)
     return False
 
@@ -100,7 +155,19 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
     names = list(task_vars.get("groups", {}).get("all", []))
     raw_get = getattr(hostvars, "raw_get", None)
     memo: Dict[int, Tuple[Any, Any]] = {}  # id(raw value) -> (raw value kept alive, plain value or None)
+    shared: Dict[int, Any] = {}  # plain()'s memo: containers shared between values stay shared
     hosts: Dict[str, Dict[str, Any]] = {}
+    problems: List[errors.Problem] = []
+
+    def convert(name: str, var: str, value: Any) -> Any:
+        try:
+            return plain(value, shared)
+        except TooLarge as exc:
+            problem = errors.Problem("Host", name, var, str(exc))
+            if problem not in problems:
+                problems.append(problem)
+            return None
+
     for name in names:
         raw = raw_get(name) if raw_get is not None else None
         values = {}
@@ -108,7 +175,7 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
             hv = hostvars[name]
             for var in HOST_VARS:
                 if var in hv:
-                    values[var] = plain(hv[var])
+                    values[var] = convert(name, var, hv[var])
             hosts[name] = values
             continue
         templated = None
@@ -118,15 +185,17 @@ def gather(task_vars: Mapping[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str
             value = raw[var]
             hit = memo.get(id(value))
             if hit is None:
-                hit = (value, None if has_template(value) else plain(value))
+                hit = (value, None if has_template(value) else convert(name, var, value))
                 memo[id(value)] = hit
             if hit[1] is None:
                 if templated is None:
                     templated = hostvars[name]
-                values[var] = plain(templated[var])
+                values[var] = convert(name, var, templated[var])
             else:
                 values[var] = hit[1]
         hosts[name] = values
+    if problems:
+        raise errors.HostfwError(problems)
     base_dir = task_vars.get("inventory_dir") or task_vars.get("playbook_dir") or os.getcwd()
     return hosts, str(base_dir)
 

@@ -153,11 +153,10 @@ def _log_prefix(c: Scope, value: Any, path: str) -> Any:
 
 
 def _rate(c: Scope, value: Any, path: str) -> Any:
+    # LogActionRateLimit is a *string: "" is a value, and the CRD pattern refuses it
     s = checks.string(c, value, path)
     if not isinstance(s, str):
         return s
-    if s == "":
-        return None
     if _RATE_RE.fullmatch(s) is None:
         c.err(path, "%s is not a rate" % checks.show(s),
               "write N/unit with N 1-9999 and unit second, minute, hour or day, e.g. 10/second")
@@ -250,15 +249,17 @@ def parse_failsafes(c: Scope, value: Any, path: str) -> Any:
         if proto is None or proto == "":
             proto = "TCP"
         proto = checks.string(c, proto, checks.join_path(ipath, "protocol"))
+        # The resource's protocol reaches Felix lower-cased (libcalico-go felixconfigprocessor.go
+        # protoPortSliceToString), so any case of TCP and UDP works; no validator checks it.
         if proto is BAD:
             bad = True
-        elif proto == "SCTP":
-            c.err(checks.join_path(ipath, "protocol"), "'SCTP' passes Calico's API validation but Felix then fails "
-                                                       "to start with it", "use TCP or UDP")
+        elif proto.upper() == "SCTP":
+            c.err(checks.join_path(ipath, "protocol"), "%s passes Calico's API validation but Felix then fails "
+                                                       "to start with it" % checks.show(proto), "use TCP or UDP")
             bad = True
-        elif proto not in ("TCP", "UDP"):
-            fix = "use %s" % proto.upper() if proto.upper() in ("TCP", "UDP") else "use TCP or UDP"
-            c.err(checks.join_path(ipath, "protocol"), "%s is not a failsafe protocol" % checks.show(proto), fix)
+        elif proto.upper() not in ("TCP", "UDP"):
+            c.err(checks.join_path(ipath, "protocol"), "%s is not a failsafe protocol" % checks.show(proto),
+                  "use TCP or UDP")
             bad = True
         port = f.get("port")
         if port is None:
@@ -330,14 +331,17 @@ _PATTERNS: Dict[str, Any] = {}
 
 
 def _go_pattern(pattern: str):
-    """A Go (RE2) pattern of the CRD as a Python regex: ``(?i)`` may sit after ``^`` in Go."""
+    """A Go (RE2) pattern of the CRD as a Python regex: ``(?i)`` may sit after ``^`` in Go; ``$``
+    matches only at the very end (Python's also matches before a final newline) and ``\\d`` only
+    ASCII digits."""
     hit = _PATTERNS.get(pattern)
     if hit is None:
-        flags = 0
+        flags = re.ASCII
         text = pattern
         if "(?i)" in text:
-            flags = re.IGNORECASE
+            flags |= re.IGNORECASE
             text = text.replace("(?i)", "")
+        text = re.sub(r"(?<!\\)\$", r"\\Z", text)
         hit = re.compile(text, flags)
         _PATTERNS[pattern] = hit
     return hit
@@ -364,7 +368,7 @@ def schema_check(c: Scope, value: Any, schema: Mapping[str, Any], path: str) -> 
         high = schema.get("maximum", 2 ** 63 - 1)
         return checks.integer(c, value, path, low, high, "value") is not BAD
     if kind == "int-or-string":
-        if isinstance(value, bool) or not isinstance(value, (int, str)):
+        if checks.as_int(value) is None and not isinstance(value, str):
             c.err(path, "expected a number or a string, got %s" % checks.shown(value), "write a number or a string")
             return False
         return True
@@ -414,6 +418,24 @@ def schema_check(c: Scope, value: Any, schema: Mapping[str, Any], path: str) -> 
                 ok = schema_check(c, item, inner, checks.key_path(path, str(key))) and ok
         return ok
     return True
+
+
+def schema_normalise(value: Any, schema: Mapping[str, Any]) -> Any:
+    """``value`` (valid for ``schema``) with every integral float in an integer position made an
+    int, as Calico reads it (:func:`checks.as_int`)."""
+    kind = schema.get("type")
+    if kind in ("integer", "int-or-string"):
+        number = checks.as_int(value)
+        return value if number is None else number
+    if kind == "array" and isinstance(value, (list, tuple)):
+        return [schema_normalise(item, schema.get("items", {})) for item in value]
+    if kind == "object" and checks.is_map(value):
+        inner = schema.get("properties")
+        if inner is not None:
+            return {k: schema_normalise(v, inner[k]) if k in inner else v for k, v in value.items()}
+        extra = schema.get("additionalProperties")
+        return {k: schema_normalise(v, extra) for k, v in value.items()} if extra else dict(value)
+    return value
 
 
 # -- Go validator and CEL rules beyond the OpenAPI schema ----------------------------------------
@@ -533,11 +555,51 @@ def _openstack_region(c: Scope, value: Any, path: str) -> None:
         c.err(path, "%s is not a valid DNS label" % checks.show(value), "use lower case letters, digits and '-'")
 
 
+_GO_DURATION_RE = re.compile(r"[-+]?(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:ns|us|\u00b5s|\u03bcs|ms|s|m|h))+")
+_GO_DURATION_PART_RE = re.compile(r"([0-9]*)(?:\.([0-9]*))?(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_GO_DURATION_UNITS = {"ns": 1, "us": 1000, "\u00b5s": 1000, "\u03bcs": 1000, "ms": 10 ** 6, "s": 10 ** 9,
+                      "m": 60 * 10 ** 9, "h": 3600 * 10 ** 9}
+
+
+def go_duration(text: str) -> Optional[int]:
+    """Go's ``time.ParseDuration`` (how ``metav1.Duration`` decodes): the duration in nanoseconds,
+    or None when Go refuses the text ("", a number without a unit, an overflow, ...)."""
+    if text in ("0", "+0", "-0"):
+        return 0
+    if _GO_DURATION_RE.fullmatch(text) is None:
+        return None
+    total = 0
+    for whole, frac, unit in _GO_DURATION_PART_RE.findall(text.lstrip("+-")):
+        scale = _GO_DURATION_UNITS[unit]
+        total += int(whole or "0") * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)
+        if total > (1 << 63) - 1:
+            return None
+    return -total if text.startswith("-") else total
+
+
+def _duration(c: Scope, value: Any, path: str) -> None:
+    if isinstance(value, str) and go_duration(value) is None:
+        c.err(path, "%s is not a duration" % checks.show(value), _DURATION_HINT)
+
+
 def _health_timeouts(c: Scope, value: Any, path: str) -> None:
+    """validator.go validateHealthTimeoutOverride: a name of letters, digits, '_', ' ' and '-', and
+    a timeout that is a Go duration (metav1.Duration), not negative."""
     for i, item in enumerate(value):
-        if checks.is_map(item) and isinstance(item.get("name"), str) and not _HTO_NAME_RE.fullmatch(item["name"]):
-            c.err(checks.join_path(checks.index_path(path, i), "name"), "%s is not a health timeout name"
+        if not checks.is_map(item):
+            continue
+        ipath = checks.index_path(path, i)
+        if isinstance(item.get("name"), str) and not _HTO_NAME_RE.fullmatch(item["name"]):
+            c.err(checks.join_path(ipath, "name"), "%s is not a health timeout name"
                   % checks.show(item["name"]), "use letters, digits, '_', ' ' and '-'")
+        timeout = item.get("timeout")
+        if isinstance(timeout, str):
+            nanos = go_duration(timeout)
+            if nanos is None:
+                c.err(checks.join_path(ipath, "timeout"), "%s is not a duration" % checks.show(timeout), _DURATION_HINT)
+            elif nanos < 0:
+                c.err(checks.join_path(ipath, "timeout"), "%s is negative" % checks.show(timeout),
+                      "use a duration of 0 or more")
 
 
 def _route_table_range(c: Scope, value: Any, path: str) -> None:
@@ -547,6 +609,8 @@ def _route_table_range(c: Scope, value: Any, path: str) -> None:
 
 
 def _route_table_ranges(c: Scope, value: Any, path: str) -> None:
+    """The CEL rules of RouteTableIDRange, validateRouteTableIDRange (max at most 0xffffffff, the
+    highest Linux table) and validateFelixConfigSpec (at most 0xffff tables in all)."""
     total = 0
     for i, item in enumerate(value):
         if not checks.is_map(item):
@@ -558,9 +622,12 @@ def _route_table_ranges(c: Scope, value: Any, path: str) -> None:
             c.err(checks.index_path(path, i), "min must be >= 1", "set min to 1 or more")
         if low > high:
             c.err(checks.index_path(path, i), "min must not be greater than max", "swap min and max")
-        total += max(0, high - low + 1)
-    if total > 0xFFFFFFFF:
-        c.err(path, "targets too many tables", "use fewer route tables")
+        if high > 0xFFFFFFFF:
+            c.err(checks.join_path(checks.index_path(path, i), "max"), "%d is above the highest Linux route table"
+                  % high, "use at most %d" % 0xFFFFFFFF)
+        total += high - low + 1
+    if total > 0xFFFF:
+        c.err(path, "targets %d route tables" % total, "use at most %d tables in all" % 0xFFFF)
 
 
 def _bpf_log_filters(c: Scope, value: Any, path: str) -> None:
@@ -634,41 +701,80 @@ CEL_IMPLEMENTED = {
     "nodeSelector must not be set on the 'default' or per-node ('node.*') FelixConfiguration": "metadata",
 }
 
-# Fields of Calico Enterprise's FelixConfiguration that open-source Calico does not have.
+# Fields of Calico Enterprise's FelixConfiguration that open-source Calico does not have: every
+# spec field of the Enterprise FelixConfiguration references v3.14 to v3.24 and latest
+# (tigera/docs@f2a27624, calico-enterprise*/reference/resources/felixconfig.mdx tables and
+# _includes/components/FelixConfig/config-params.json NameYAML), minus open-source Calico's CRD
+# fields and REMOVED_FIELDS.
 ENTERPRISE_FIELDS = frozenset((
-    "flowLogsPolicyScope", "flowLogsEnableHostEndpoint", "flowLogsFileEnabled", "flowLogsFileDirectory",
-    "flowLogsFileIncludeLabels", "flowLogsFileIncludePolicies", "flowLogsFileIncludeService",
-    "flowLogsFileAggregationKindForAllowed", "flowLogsFileAggregationKindForDenied", "flowLogsFileMaxFiles",
-    "flowLogsFileMaxFileSizeMB", "flowLogsFilePerNodeLimit", "flowLogsDynamicAggregationEnabled",
-    "flowLogsEnableNetworkSets", "flowLogsMaxOriginalIPsIncluded", "flowLogsFileNatOutgoingPortLimit",
-    "flowLogsFileDomainsLimit", "flowLogsCollectProcessInfo", "flowLogsCollectProcessPath",
-    "flowLogsCollectTcpStats", "flowLogsCollectorDebugTrace", "dnsLogsFileEnabled", "dnsLogsFileDirectory",
-    "dnsLogsFileMaxFiles", "dnsLogsFileMaxFileSizeMB", "dnsLogsFileAggregationKind", "dnsLogsFileIncludeLabels",
-    "dnsLogsFilePerNodeLimit", "dnsLogsLatency", "dnsLogsFlushInterval", "dnsCacheFile", "dnsCacheSaveInterval",
-    "dnsCacheEpoch", "dnsExtraTTL", "dnsTrustedServers", "dnsPolicyMode", "dnsPolicyNfqueueID",
-    "dnsPolicyNfqueueSize", "dnsPacketsNfqueueID", "dnsPacketsNfqueueSize", "dnsPacketsNfqueueMaxHoldDuration",
-    "l7LogsFileEnabled", "l7LogsFileDirectory", "l7LogsFileMaxFiles", "l7LogsFileMaxFileSizeMB",
-    "l7LogsFileAggregationHTTPHeaderInfo", "l7LogsFileAggregationHTTPMethod", "l7LogsFileAggregationServiceInfo",
-    "l7LogsFileAggregationDestinationInfo", "l7LogsFileAggregationSourceInfo", "l7LogsFileAggregationResponseCode",
-    "l7LogsFileAggregationTrimURL", "l7LogsFileAggregationNumURLPath", "l7LogsFileAggregationURLCharLimit",
-    "l7LogsFilePerNodeLimit", "l7LogsFlushInterval", "tproxyMode", "tproxyPort", "tproxyUpstreamConnMark",
-    "egressIPSupport", "egressIPVXLANPort", "egressIPVXLANVNI", "egressIPRoutingRulePriority",
-    "egressGatewayPollInterval", "egressGatewayPollFailureCount", "externalNetworkSupport",
-    "externalNetworkRoutingRulePriority", "ipsecMode", "ipsecAllowUnsecuredTraffic", "ipsecIKEAlgorithm",
-    "ipsecESPAlgorithm", "ipsecLogLevel", "ipsecPolicyRefreshInterval", "windowsFlowLogsFileDirectory",
-    "windowsFlowLogsPositionFilePath", "windowsStatsDumpFilePath", "windowsDNSCacheFile", "windowsDNSExtraTTL",
-    "captureDir", "captureMaxSizeBytes", "captureRotationSeconds", "captureMaxFiles", "cloudWatchLogsReporterEnabled",
-    "cloudWatchMetricsReporterEnabled", "cloudWatchNodeHealthStatusEnabled", "cloudWatchLogsFlushInterval",
-    "cloudWatchLogsLogGroupName", "cloudWatchLogsRetentionDays", "cloudWatchLogsIncludeLabels",
-    "cloudWatchLogsAggregationKindForAllowed", "cloudWatchLogsAggregationKindForDenied",
-    "cloudWatchMetricsPushIntervalSecs", "prometheusReporterEnabled", "prometheusReporterPort",
-    "prometheusReporterCertFile", "prometheusReporterKeyFile", "prometheusReporterCAFile",
-    "deletedMetricsRetentionSecs", "dropActionOverride", "debugCloudWatchLogsFile", "syslogReporterNetwork",
-    "syslogReporterAddress", "statsDumpFilePath", "awsRequestTimeout", "awsSecondaryIPSupport",
-    "awsSecondaryIPRoutingRulePriority", "policySyncPathPrefixEnterprise", "wafEventLogsFileEnabled",
-    "wafEventLogsFileDirectory", "wafEventLogsFileMaxFiles", "wafEventLogsFileMaxFileSizeMB",
-    "wafEventLogsFlushInterval", "bpfRedirectToPeerEnterprise", "flowLogsPolicyEvaluationModeEnterprise",
+    "awsRequestTimeout", "awsSecondaryIPRoutingRulePriority", "awsSecondaryIPSupport", "bpfDNSPolicyMode",
+    "captureDir", "captureMaxFiles", "captureMaxSizeBytes", "captureRotationSeconds", "deletedMetricsRetentionSecs",
+    "dnsCacheEpoch", "dnsCacheFile", "dnsCacheSaveInterval", "dnsExtraTTL", "dnsLogsFileAggregationKind",
+    "dnsLogsFileDirectory", "dnsLogsFileEnabled", "dnsLogsFileIncludeLabels", "dnsLogsFileMaxFileSizeMB",
+    "dnsLogsFileMaxFiles", "dnsLogsFilePerNodeLimit", "dnsLogsFlushInterval", "dnsLogsLatency",
+    "dnsPacketsNfqueueID", "dnsPacketsNfqueueMaxHoldDuration", "dnsPacketsNfqueueSize", "dnsPolicyMode",
+    "dnsPolicyNfqueueID", "dnsPolicyNfqueueSize", "dnsTrustedServers", "dropActionOverride",
+    "egressGatewayPollFailureCount", "egressGatewayPollInterval", "egressIPHostIfacePattern",
+    "egressIPRoutingRulePriority", "egressIPSupport", "egressIPVXLANPort", "egressIPVXLANVNI",
+    "externalNetworkRoutingRulePriority", "externalNetworkSupport", "flowLogsAggregationThresholdBytes",
+    "flowLogsCollectProcessInfo", "flowLogsCollectProcessPath", "flowLogsCollectTcpStats",
+    "flowLogsDestDomainsByClient", "flowLogsDynamicAggregationEnabled", "flowLogsEnableHostEndpoint",
+    "flowLogsEnableNetworkSets", "flowLogsFileAggregationKindForAllowed", "flowLogsFileAggregationKindForDenied",
+    "flowLogsFileDirectory", "flowLogsFileDomainsLimit", "flowLogsFileEnabled", "flowLogsFileEnabledForAllowed",
+    "flowLogsFileEnabledForDenied", "flowLogsFileIncludeLabels", "flowLogsFileIncludePolicies",
+    "flowLogsFileIncludeService", "flowLogsFileMaxFileSizeMB", "flowLogsFileMaxFiles",
+    "flowLogsFileNatOutgoingPortLimit", "flowLogsFilePerFlowProcessArgsLimit", "flowLogsFilePerFlowProcessLimit",
+    "flowLogsMaxOriginalIPsIncluded", "flowLogsPolicyScope", "flowLogsPositionFilePath",
+    "ipsecAllowUnsecuredTraffic", "ipsecESPAlgorithm", "ipsecIKEAlgorithm", "ipsecLogLevel", "ipsecMode",
+    "ipsecPSKFile", "ipsecPolicyRefreshInterval", "kubeMasqueradeBit", "l7LogsFileAggregationDestinationInfo",
+    "l7LogsFileAggregationHTTPHeaderInfo", "l7LogsFileAggregationHTTPMethod", "l7LogsFileAggregationNumURLPath",
+    "l7LogsFileAggregationResponseCode", "l7LogsFileAggregationServiceInfo", "l7LogsFileAggregationSourceInfo",
+    "l7LogsFileAggregationTrimURL", "l7LogsFileAggregationURLCharLimit", "l7LogsFileDirectory", "l7LogsFileEnabled",
+    "l7LogsFileMaxFileSizeMB", "l7LogsFileMaxFiles", "l7LogsFilePerNodeLimit", "l7LogsFlushInterval",
+    "logDropActionOverride", "nfNetlinkBufSize", "nftablesDNSPolicyMode", "policyActivityLogsFileDirectory",
+    "policyActivityLogsFileEnabled", "policyActivityLogsFileMaxFileSizeMB", "policyActivityLogsFileMaxFiles",
+    "policyActivityLogsFlushInterval", "programRoutes", "prometheusReporterCAFile", "prometheusReporterCertFile",
+    "prometheusReporterEnabled", "prometheusReporterKeyFile", "prometheusReporterPort", "statsDumpFilePath",
+    "syslogReporterAddress", "syslogReporterEnabled", "syslogReporterNetwork", "tproxyMode", "tproxyPort",
+    "tproxyUpstreamConnMark", "wafEventLogsFileDirectory", "wafEventLogsFileEnabled",
+    "wafEventLogsFileMaxFileSizeMB", "wafEventLogsFileMaxFiles", "wafEventLogsFlushInterval", "windowsDNSCacheFile",
+    "windowsDNSExtraTTL", "windowsDnsCacheFile", "windowsDnsExtraTTL", "windowsFlowLogsFileDirectory",
+    "windowsFlowLogsPositionFilePath", "windowsNetworkName", "windowsStatsDumpFilePath",
 )) - frozenset(felix_schema.FIELDS)
+
+# Fields that open-source Calico's FelixConfiguration had until v3.31 and no longer has
+# (tigera/docs calico_versioned_docs/version-3.31 vs version-3.32 config-params.json).
+REMOVED_FIELDS = frozenset(("bpfKubeProxyEndpointSlicesEnabled", "iptablesLockFilePath", "iptablesLockTimeout")) \
+    - frozenset(felix_schema.FIELDS)
+
+# The fields whose Go type is a plain string with omitempty (api/pkg/apis/projectcalico/v3/
+# felixconfig.go): "" is dropped before validation, i.e. unset.  Every other string field is a
+# pointer, for which "" is a value that the schema checks.
+GO_PLAIN_STRING_FIELDS = frozenset((
+    "bpfCTLBLogFilter", "bpfConntrackLogLevel", "bpfDataIfacePattern", "bpfDisableGROForIfaces", "bpfEnforceRPF",
+    "bpfExternalServiceMode", "bpfL3IfacePattern", "bpfLogLevel", "bpfMapSizeConntrackScaling", "bpfProfiling",
+    "bpfRedirectToPeer", "cgroupV2Path", "chainInsertMode", "dataplaneDriver", "debugMemoryProfilePath",
+    "defaultEndpointToHostAction", "deviceRouteSourceAddress", "deviceRouteSourceAddressIPv6",
+    "endpointStatusPathPrefix", "featureDetectOverride", "featureGates", "interfaceExclude", "interfacePrefix",
+    "ipForwarding", "iptablesFilterAllowAction", "iptablesFilterDenyAction", "iptablesMangleAllowAction",
+    "iptablesNATOutgoingInterfaceFilter", "logDebugFilenameRegex", "logFilePath", "logPrefix", "logSeverityFile",
+    "logSeverityScreen", "logSeveritySys", "metadataAddr", "mtuIfacePattern", "natOutgoingAddress",
+    "nftablesFilterAllowAction", "nftablesFilterDenyAction", "nftablesFlowTableDataIfacePattern",
+    "nftablesMangleAllowAction", "openstackRegion", "policySyncPathPrefix", "prometheusMetricsHost", "routeSource",
+    "serviceLoopPrevention", "wireguardInterfaceName", "wireguardInterfaceNameV6", "workloadSourceSpoofing",
+))
+
+# The fields whose Go type is metav1.Duration (felixconfig.go): the value must also be a Go
+# duration (time.ParseDuration), which "" is not.
+GO_DURATION_FIELDS = frozenset((
+    "bpfIPFragTimeout", "bpfKubeProxyMinSyncPeriod", "dataplaneWatchdogTimeout", "debugSimulateCalcGraphHangAfter",
+    "debugSimulateDataplaneApplyDelay", "debugSimulateDataplaneHangAfter", "endpointReportingDelay",
+    "flowLogsFlushInterval", "interfaceRefreshInterval", "ipsetsRefreshInterval", "iptablesLockProbeInterval",
+    "iptablesPostWriteCheckInterval", "iptablesRefreshInterval", "liveMigrationRouteConvergenceTime",
+    "localSubnetL2ReachabilityRefreshInterval", "netlinkTimeout", "nftablesRefreshInterval", "reportingInterval",
+    "reportingTTL", "routeRefreshInterval", "usageReportingInitialDelay", "usageReportingInterval",
+    "wireguardKeepAlive", "xdpRefreshInterval",
+))
 
 SPEC_FIELDS = frozenset(felix_schema.FIELDS) | frozenset(_BY_FIELD)
 
@@ -684,6 +790,10 @@ def _spec(c: Scope, spec: Any) -> Optional[Dict[str, Any]]:
         if isinstance(key, str) and key in ENTERPRISE_FIELDS:
             c.err("spec." + key, "%s is a Calico Enterprise setting, not part of open-source Calico's "
                   "FelixConfiguration" % key, "remove it: hostfw implements open-source Calico")
+            continue
+        if isinstance(key, str) and key in REMOVED_FIELDS:
+            c.err("spec." + key, "%s is no longer a FelixConfiguration field: open-source Calico removed it in "
+                  "v3.32" % key, "remove it")
             continue
         known[key] = value
     return checks.fields(c, known, "spec", SPEC_FIELDS)
@@ -707,8 +817,13 @@ def felix_configuration(c: Scope, name: str, created: Any, spec: Any) -> Any:
             continue
         if key == "nodeSelector" or value is None:
             continue
+        if value == "" and key in GO_PLAIN_STRING_FIELDS:
+            continue  # omitempty drops it before Calico validates: unset
         if not schema_check(c, value, felix_schema.FIELDS[key], path):
             continue
+        value = schema_normalise(value, felix_schema.FIELDS[key])
+        if key in GO_DURATION_FIELDS:
+            _duration(c, value, path)
         if key in GO_BOUNDS and isinstance(value, int) and not isinstance(value, bool):
             low, high = GO_BOUNDS[key]
             if not low <= value <= high:

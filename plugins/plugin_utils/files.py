@@ -8,9 +8,27 @@ This module imports nothing from Ansible.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from typing import Dict, List, Optional
+
+# An inventory host name used as it is in a file name: no path separator, no leading dot, no
+# control or shell-special character, short enough for every file system.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]{0,127}\Z")
+
+
+def host_file_name(host: str, suffix: str = ".nft") -> str:
+    """The file name under which the controller keeps ``host``'s files: ``<host><suffix>`` for a
+    plain name (letters, digits, ``_.@+-``, at most 128 characters, not starting with a dot);
+    otherwise the name with every other character replaced by ``_``, cut to 64 characters and
+    made unique with 12 hex digits of its sha256 (``../x`` -> ``_x-<hash>.nft``).  Host names
+    can be anything Ansible accepts; a file name must never leave the output directory."""
+    if _PLAIN_NAME.match(host):
+        return host + suffix
+    safe = re.sub(r"[^A-Za-z0-9_.@+-]", "_", host)[:64].lstrip(".") or "_"
+    return "%s-%s%s" % (safe, hashlib.sha256(host.encode("utf-8", "surrogatepass")).hexdigest()[:12], suffix)
 
 
 def atomic_write(path: str, text: str) -> None:

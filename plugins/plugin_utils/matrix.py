@@ -19,7 +19,8 @@ changed cell, the staged policies it attributes the change to (:meth:`MatrixBuil
 from __future__ import annotations
 
 import ipaddress
-from typing import Dict, List, Optional, Sequence, Tuple
+import re
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of
@@ -252,6 +253,17 @@ class MatrixBuilder:
         return out
 
 
+_MD_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
+
+
+def md(text: Any) -> str:
+    """``text`` as the content of one Markdown table cell or list item: one line, with ``|`` and
+    the characters that start code, links or HTML escaped (an inventory host name can hold any of
+    them)."""
+    text = _MD_BREAKS.sub(" ", str(text))
+    return re.sub(r"([\\|`\[\]<>])", r"\\\1", text)
+
+
 def _staged_name(policy: api.Policy) -> str:
     return policy.name if policy.namespace is None else "%s/%s" % (policy.namespace, policy.name)
 
@@ -287,7 +299,7 @@ def to_markdown(matrix: Dict, attribution: Optional[Dict[Tuple, List[str]]] = No
                   "`allow [n] → DENY [m]` (now → once promoted); see \"Staged policies\" below." % (
                       len(staged), "y" if len(staged) == 1 else "ies", len(changed), "" if len(changed) == 1 else "s"),
                   ""]
-    lines.append("| source | " + " | ".join("%s %s" % (d, probe_label(p)) for d, p in cols) + " |")
+    lines.append("| source | " + " | ".join("%s %s" % (md(d), md(probe_label(p))) for d, p in cols) + " |")
     lines.append("|---|" + "---|" * len(cols))
     for s in sources:
         row = []
@@ -303,12 +315,12 @@ def to_markdown(matrix: Dict, attribution: Optional[Dict[Tuple, List[str]]] = No
                 m = reasons.setdefault(pend["reason"], len(reasons) + 1)
                 text += " → %s [%d]" % (_word(pend["verdict"]), m)
             row.append(text)
-        lines.append("| %s | %s |" % (s, " | ".join(row)))
+        lines.append("| %s | %s |" % (md(s), " | ".join(row)))
     lines.append("")
     lines.append("Reasons:")
     lines.append("")
     for text, n in sorted(reasons.items(), key=lambda kv: kv[1]):
-        lines.append("%d. %s" % (n, text))
+        lines.append("%d. %s" % (n, md(text)))
     if staged:
         lines += _staged_section(matrix, staged, changed, attribution)
     local = matrix.get("local") or []
@@ -317,7 +329,8 @@ def to_markdown(matrix: Dict, attribution: Optional[Dict[Tuple, List[str]]] = No
                   "| node | workload | probe | verdict | reason |", "|---|---|---|---|---|"]
         for c in local:
             verdict = "allow" if c["verdict"] == ALLOW else "DENY"
-            lines.append("| %s | %s | %s | %s | %s |" % (c["node"], c["workload"], probe_label(c), verdict, c["reason"]))
+            cells = (md(c["node"]), md(c["workload"]), md(probe_label(c)), verdict, md(c["reason"]))
+            lines.append("| %s | %s | %s | %s | %s |" % cells)
     return "\n".join(lines) + "\n"
 
 
@@ -340,16 +353,16 @@ def _staged_section(matrix: Dict, staged: List[Dict], changed: List[Dict],
             by_policy.setdefault(name, []).append(c)
     for s in staged:
         lines.append("| %s | %s | %s | %s | %d |" % (
-            s["kind"], s["name"], s["tier"], s["stagedAction"], len(by_policy.get(s["name"], ()))))
+            s["kind"], md(s["name"]), md(s["tier"]), md(s["stagedAction"]), len(by_policy.get(s["name"], ()))))
     for s in staged:
         cells = by_policy.get(s["name"])
         if not cells:
             continue
-        lines += ["", "### %s %s (%s, tier %s)" % (s["kind"], s["name"], s["stagedAction"], s["tier"]), ""]
+        lines += ["", "### %s %s (%s, tier %s)" % (s["kind"], md(s["name"]), md(s["stagedAction"]), md(s["tier"])), ""]
         for c in cells:
             lines.append("- %s → %s %s: %s → %s (%s)" % (
-                c["source"], c["destination"], probe_label(c), _word(c["verdict"]), _word(c["pending"]["verdict"]),
-                c["pending"]["reason"]))
+                md(c["source"]), md(c["destination"]), md(probe_label(c)), _word(c["verdict"]),
+                _word(c["pending"]["verdict"]), md(c["pending"]["reason"])))
     if not changed:
         lines += ["", "Promoting the staged policies changes no cell of this matrix."]
     return lines

@@ -39,6 +39,7 @@ INGRESS = "ingress"
 EGRESS = "egress"
 DIRECTIONS = (INGRESS, EGRESS)
 WILDCARD = "*"
+ANY_INTERFACE = "any-interface-at-all"  # Felix's name for the "*" endpoint's chains; > 15 characters
 
 CLASS_TITLES = {UNTRACKED: "doNotTrack", PREDNAT: "preDNAT", NORMAL: "normal", FORWARD: "applyOnForward"}
 
@@ -227,7 +228,9 @@ class EndpointPlan:
 
     @property
     def chain_id(self) -> str:
-        return "any" if self.iface == WILDCARD else self.iface
+        """The interface part of the endpoint's chain names.  The "*" endpoint's is longer than any
+        interface name can be (15 characters), so no interface can take it over."""
+        return ANY_INTERFACE if self.iface == WILDCARD else self.iface
 
 
 @dataclass

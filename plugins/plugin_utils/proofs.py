@@ -184,7 +184,31 @@ def failsafe_proof(evaluator: Evaluator, plan: Optional[HostPlan], host: str, pr
                                      "iface": iface, "verdict": v.verdict, "reason": v.reason,
                                      "from_net": bool(entry.net), "peers": len(remotes) - 1})
     messages = [_message(host, f) for f in findings]
-    return Proof(not findings, messages, checked, _refusals(host, findings))
+    refusals = _refusals(host, findings)
+    for prefix, iface in covered_interfaces(evaluator, plan):
+        line = ("host %s: interfacePrefix %r covers interface %s, which is a host interface (a HostEndpoint's or "
+                "declared in hostfw_interfaces): its traffic to the host would take the workload-to-host path, before "
+                "any failsafe, and be decided by defaultEndpointToHostAction; fix: set interfacePrefix to the prefix "
+                "of the workload interfaces only (Calico's is cali)" % (host, prefix, iface))
+        messages.append(line)
+        refusals.append(line)
+    return Proof(not refusals, messages, checked, refusals)
+
+
+def covered_interfaces(evaluator: Evaluator, plan: HostPlan) -> List[Tuple[str, str]]:
+    """(prefix, interface) for every host interface of ``plan`` that an ``interfacePrefix`` covers:
+    the interfaces of the node's HostEndpoints, those of ``hostfw_interfaces`` and ``lo``."""
+    names = {hep.interface_name for hep in evaluator.model.heps_by_node.get(plan.node, ())
+             if hep.interface_name and hep.interface_name != WILDCARD}
+    names.update(evaluator.model.interfaces.get(plan.host) or {})
+    names.add("lo")
+    out = []
+    for name in sorted(names):
+        for prefix in plan.felix.interface_prefixes:
+            if name.startswith(prefix):
+                out.append((prefix, name))
+                break
+    return out
 
 
 def host_families(evaluator: Evaluator, plan: HostPlan) -> Tuple[int, ...]:

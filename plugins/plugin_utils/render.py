@@ -94,9 +94,9 @@ def _clear(bits: int) -> str:
     return "meta mark set meta mark & %s" % _mark(MASK_32 & ~bits)
 
 
-# Control characters (C0 with NUL, DEL, C1 with U+0085) and the Unicode line and paragraph
-# separators: a comment is one line of printable text.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Control characters (C0 with NUL, DEL, C1 with U+0085), the Unicode line and paragraph
+# separators and lone surrogates (not encodable as UTF-8): a comment is one line of printable text.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 COMMENT_MAX = 127  # bytes of a rule comment (nft keeps at most 128 with the terminating NUL)
 LOG_PREFIX_MAX = 126  # bytes of a log prefix (nft 1.0.9 refuses 127)
 
@@ -239,6 +239,18 @@ def chain_text(c: "NftChain") -> str:
     return c.text
 
 
+CHAIN_NAME_MAX = 255  # nft keeps 256 bytes with the terminating NUL
+
+
+def chain_name(name: str) -> str:
+    """``name``, or when it is longer than nft allows (a valid Calico profile of 247+ characters, a
+    tiered policy of 185+), its first part and a stable hash of the whole; the chain's ``#``
+    description keeps the full name."""
+    if len(name) <= CHAIN_NAME_MAX:
+        return name
+    return name[:CHAIN_NAME_MAX - 12] + "-h" + short_hash(name, 10)
+
+
 def stable_order(parts: List[str], protocol: Optional[int]) -> List[str]:
     """The match expressions of one rule in an order that every nft version from 0.9.3 lists, and
     lists again after loading its own listing, identically.  nft 0.9.8 and older list
@@ -323,7 +335,7 @@ class Renderer:
         header = ["hostfw.nftables: the firewall of host %s (node %s). Generated; do not edit." % (plan.host, plan.node),
                   "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
         header += summary
-        return Table(header, sets, chains)
+        return Table([comment(line, None) for line in header], sets, chains)
 
 
 _COMMENT_RE = re.compile(r'comment "([^"]*)"')
@@ -628,7 +640,7 @@ class _HostRenderer:
         return not self.model.has_pass(policy, direction)
 
     def _build_policy_chain(self, policy: api.Policy, direction: str, mode: str) -> NftChain:
-        name = "%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name)
+        name = chain_name("%s%s/%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], policy.tier, policy.name))
         chain = NftChain(name, comment=comment("tier %s policy %s %s (%s)" % (
             policy.tier, policy.name, direction, MODE_LABEL[mode]), None))
         for rule in self.model.policy_rules(policy, direction):
@@ -641,9 +653,9 @@ class _HostRenderer:
                                 lambda: self._build_profile_chain(profile, direction, mode), self.profile_chains)
 
     def _build_profile_chain(self, profile: api.Profile, direction: str, mode: str) -> NftChain:
-        name = "%sprof-%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], profile.name)
+        name = chain_name("%sprof-%s/%s" % (MODE_PREFIX[mode], DIR_SHORT[direction], profile.name))
         chain = NftChain(name, comment=comment("profile %s %s%s" % (
-            profile.name, direction, "" if mode == MODE_FILTER else " (%s)" % MODE_LABEL[mode])))
+            profile.name, direction, "" if mode == MODE_FILTER else " (%s)" % MODE_LABEL[mode]), None))
         for rule in self.model.profile_rules(profile, direction):
             if rule.action == "Pass":
                 # In a profile, Pass goes on with the next profile: a plain return.

@@ -72,6 +72,7 @@ MAX_SELECTOR = 1024
 # ----------------------------------------------------------------------------------------------
 
 _PORT_TOKEN_RE = re.compile(r"[a-zA-Z0-9_.-]{1,128}")
+_GLOBAL_ONLY_RE = re.compile(r"[ \t]*global\([ \t]*\)[ \t]*")
 _IANA_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
@@ -86,6 +87,8 @@ def _protocol(c: Scope, value: Any, path: str) -> Any:
     """Rule protocol: a number 1-255 (also as a numeric string) or an exact name."""
     if value is None:
         return None
+    if ck.as_int(value) is not None:
+        value = ck.as_int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         c.err(path, "expected a protocol name or number, got %s" % ck.shown(value), _PROTOCOL_FIX)
         return BAD
@@ -124,6 +127,8 @@ def _port_number(c: Scope, number: int, path: str, shown: str) -> Any:
 
 def _port(c: Scope, value: Any, path: str) -> Any:
     """One entry of a rule's ports list: number, "min:max" or a named port."""
+    if ck.as_int(value) is not None:
+        value = ck.as_int(value)
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         c.err(path, "expected a port number, a 'min:max' range or a port name, got %s"
               % (ck.show(value) if isinstance(value, float) else ck.tname(value)),
@@ -251,9 +256,13 @@ def _endpoint_ports(c: Scope, value: Any, path: str, workload: bool) -> Any:
             host_ip = ck.string(c, f.get("hostIP"), ck.join_path(ipath, "hostIP"))
             if host_ip is BAD:
                 bad = True
-            elif host_ip and ck.parse_ip(host_ip) is None and ck.parse_cidr(host_ip) is None:
-                c.err(ck.join_path(ipath, "hostIP"), "%s is not an IP address" % ck.show(host_ip), "write an address")
-                bad = True
+            elif host_ip and ck.parse_ip(host_ip) is None:
+                # Calico's tag ``net``: an address, or a masked network
+                cidr = ck.parse_cidr(host_ip)
+                if cidr is None or cidr[0] != cidr[1].network_address:
+                    c.err(ck.join_path(ipath, "hostIP"), "%s is not an IP address" % ck.show(host_ip),
+                          "write the host address the port is published on, e.g. 10.0.0.5")
+                    bad = True
         if not bad and name:
             out.append(api.EndpointPort(name, number, port))
     return BAD if bad else tuple(out)
@@ -270,9 +279,12 @@ def _selector_fix(text: str) -> str:
     return "see the Calico selector syntax: label == 'value', has(label), label in {'a', 'b'}, !, &&, ||"
 
 
-def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> Any:
+def _selector(c: Scope, value: Any, path: str, allow_global: bool = False, refuse_global: bool = True) -> Any:
     """A selector string: a parsed Selector, None when absent or empty, or BAD.  With
-    ``allow_global`` (rule namespaceSelector) returns the string "global()" for the global scope."""
+    ``allow_global`` (rule namespaceSelector) returns the string "global()" for the global scope.
+    ``refuse_global``: the selector may not contain ``global(`` at all (Calico's CEL rules on the
+    policy selectors and the rule selector; a rule's notSelector has no such rule, and there
+    global() matches every endpoint, as all() does)."""
     text = ck.string(c, value, path)
     if text is None or text is BAD:
         return text
@@ -281,7 +293,7 @@ def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> An
     if len(text) > MAX_SELECTOR:
         c.err(path, "the selector is %d characters long" % len(text), "use at most %d characters" % MAX_SELECTOR)
         return BAD
-    if "global(" in text and not allow_global:
+    if "global(" in text and not allow_global and refuse_global:
         c.err(path, "global() is only allowed as the whole namespaceSelector of a rule",
               "remove global() from this selector")
         return BAD
@@ -291,7 +303,9 @@ def _selector(c: Scope, value: Any, path: str, allow_global: bool = False) -> An
         c.err(path, str(exc), _selector_fix(text))
         return BAD
     if allow_global and "global(" in text:
-        if parsed.canonical != "global()":
+        # validateEntityRule tokenises the selector: one global() token and nothing else, not even
+        # parentheses (spaces and tabs are not tokens)
+        if _GLOBAL_ONLY_RE.fullmatch(text) is None:
             c.err(path, "global() cannot be combined with other selectors",
                   "write namespaceSelector: global() on its own")
             return BAD
@@ -309,6 +323,12 @@ ENTITY_FIELDS = frozenset(("nets", "notNets", "selector", "notSelector", "namesp
                            "notPorts", "serviceAccounts", "services"))
 
 _RULE_HINTS = {name: "%s belongs under source or destination" % name for name in ENTITY_FIELDS}
+# Fields of these kinds that only Calico Enterprise has (tigera/docs@f2a27624, calico-enterprise
+# reference/resources and _includes/content/_entityrule.mdx), with the fix to suggest.
+_ENTERPRISE_ENTITY = {"domains": ck.ENTERPRISE_FIX + "; match the domain's addresses with nets or a "
+                                                     "GlobalNetworkSet selector"}
+_ENTERPRISE_NETWORK_SET = {"allowedEgressDomains": ck.ENTERPRISE_FIX + "; list the domain's addresses in nets"}
+_ENTERPRISE_WEP = {"awsElasticIPs": ck.ENTERPRISE_FIX}
 _HTTP_WHY = ("hostfw does not support http matches: nftables sees packets, not HTTP requests, and Calico "
              "enforces them only with its Envoy-based application layer policy")
 _HTTP_FIX = "remove http and match on protocol and ports instead"
@@ -325,7 +345,7 @@ def _present(value: Any) -> bool:
 
 def _entity(c: Scope, value: Any, path: str) -> Any:
     """An EntityRule: returns (EntityRule, {field: set of IP versions}) or BAD."""
-    f = ck.fields(c, value, path, ENTITY_FIELDS)
+    f = ck.fields(c, value, path, ENTITY_FIELDS, enterprise=_ENTERPRISE_ENTITY)
     if f is None:
         return BAD
     bad = False
@@ -342,13 +362,23 @@ def _entity(c: Scope, value: Any, path: str) -> Any:
             bad = True
             continue
         seen = []
+        seen_raw = set()
         for i, item in enumerate(items):
+            if isinstance(item, str):
+                # a Kubernetes set-typed list (x-kubernetes-list-type: set): the API server refuses
+                # the same string twice
+                if item in seen_raw:
+                    c.err(ck.index_path(fpath, i), "%s is listed twice" % ck.show(item), "remove the duplicate")
+                    bad = True
+                    continue
+                seen_raw.add(item)
             parsed = ck.strict_cidr(c, item, ck.index_path(fpath, i))
             if parsed is BAD:
                 bad = True
                 continue
             net, version = parsed
-            if field == "notNets" and net in ("0.0.0.0/0", "::/0"):
+            # validateRule: the IPv4 catch-all is the string 0.0.0.0/0, the IPv6 one any spelling of ::/0
+            if field == "notNets" and (item == "0.0.0.0/0" or net == "::/0"):
                 c.err(ck.index_path(fpath, i), "%s in notNets matches no traffic at all" % ck.show(item),
                       "remove it: a catch-all network cannot be negated")
                 bad = True
@@ -358,7 +388,7 @@ def _entity(c: Scope, value: Any, path: str) -> Any:
                 seen.append(net)
         nets_out[field] = tuple(seen)
     sel = _selector(c, f.get("selector"), ck.join_path(path, "selector"))
-    not_sel = _selector(c, f.get("notSelector"), ck.join_path(path, "notSelector"))
+    not_sel = _selector(c, f.get("notSelector"), ck.join_path(path, "notSelector"), refuse_global=False)
     ns_sel = _selector(c, f.get("namespaceSelector"), ck.join_path(path, "namespaceSelector"), allow_global=True)
     ports = _ports(c, f.get("ports"), ck.join_path(path, "ports"))
     not_ports = _ports(c, f.get("notPorts"), ck.join_path(path, "notPorts"))
@@ -391,6 +421,8 @@ def _rule(c: Scope, value: Any, path: str) -> Any:
         bad = bad or action is BAD
     ip_version = f.get("ipVersion")
     if ip_version is not None:
+        if ck.as_int(ip_version) is not None:
+            ip_version = ck.as_int(ip_version)
         if isinstance(ip_version, bool) or ip_version not in (4, 6) or not isinstance(ip_version, int):
             c.err(ck.join_path(path, "ipVersion"), "%s is not an IP version" % (
                 ck.show(ip_version) if isinstance(ip_version, (str, int, float)) else ck.tname(ip_version)),
@@ -519,8 +551,21 @@ class _Meta(object):
 HEP_FIELDS = frozenset(("node", "interfaceName", "expectedIPs", "profiles", "ports"))
 
 
-def _profile_list(c: Scope, value: Any, path: str) -> Any:
-    names = ck.string_set(c, value, path)
+def _profile_list(c: Scope, value: Any, path: str, unique: bool = True) -> Any:
+    """Profile names (a Kubernetes set for a HostEndpoint; repeats allowed, and merged, otherwise)."""
+    if unique:
+        names = ck.string_set(c, value, path)
+    else:
+        names = ck.list_of(c, value, path)
+        if names is not None and names is not BAD:
+            bad = False
+            for i, name in enumerate(names):
+                if ck.string(c, name, ck.index_path(path, i)) is BAD:
+                    bad = True
+                elif name is None:
+                    c.err(ck.index_path(path, i), "is empty", "remove the empty entry")
+                    bad = True
+            names = BAD if bad else list(dict.fromkeys(names))
     if names is None or names is BAD:
         return () if names is None else BAD
     bad = False
@@ -579,8 +624,73 @@ WEP_FIELDS = frozenset(("orchestrator", "workload", "node", "containerID", "pod"
                         "ports", "allowSpoofedSourcePrefixes", "qosControls"))
 
 
+QOS_FIELDS = frozenset(("ingressBandwidth", "ingressBurst", "ingressPeakrate", "ingressMinburst", "egressBandwidth",
+                        "egressBurst", "egressPeakrate", "egressMinburst", "ingressPacketRate", "ingressPacketBurst",
+                        "egressPacketRate", "egressPacketBurst", "ingressMaxConnections", "egressMaxConnections",
+                        "dscp"))
+
+
+def _gateway(c: Scope, value: Any, path: str, version: int) -> None:
+    """ipv4Gateway / ipv6Gateway: Calico's tags ``ipv4`` (an address whose To4() is not nil) and
+    ``ipv6`` (an address whose To4() is nil)."""
+    s = ck.string(c, value, path)
+    if not s:
+        return
+    addr = ck.parse_ip(s)
+    if addr is None or ck.is_ipv4(addr) != (version == 4):
+        c.err(path, "%s is not an IPv%d address" % (ck.show(s), version),
+              "write the workload's IPv%d gateway, e.g. %s" % (version, "169.254.1.1" if version == 4 else "fe80::1"))
+
+
+def _ip_nats(c: Scope, value: Any, ip_networks: List[Any]) -> None:
+    """spec.ipNATs (validator.go validateIPNAT and validateWorkloadEndpointSpec): both addresses are
+    bare IPs of one family, and every internalIP is one of the endpoint's ipNetworks."""
+    nats = ck.list_of(c, value, "spec.ipNATs")
+    if nats is None or nats is BAD:
+        return
+    for i, item in enumerate(nats):
+        path = ck.index_path("spec.ipNATs", i)
+        nf = ck.fields(c, item, path, ("internalIP", "externalIP"))
+        if nf is None:
+            continue
+        addrs = {}
+        for field in ("internalIP", "externalIP"):
+            fpath = ck.join_path(path, field)
+            if nf.get(field) is None or nf.get(field) == "":
+                c.err(fpath, "missing", "set %s to the %s address of the NAT" % (field, field[:-2]))
+                continue
+            ip = ck.bare_ip(c, nf.get(field), fpath)
+            if ip is not BAD:
+                addrs[field] = ipaddress.ip_address(ip)
+        internal, external = addrs.get("internalIP"), addrs.get("externalIP")
+        if internal is not None and external is not None and internal.version != external.version:
+            c.err(ck.join_path(path, "externalIP"), "%s is IPv%d but internalIP %s is IPv%d"
+                  % (ck.show(str(external)), external.version, ck.show(str(internal)), internal.version),
+                  "use an IPv%d externalIP" % internal.version)
+        if internal is not None and not any(internal in net for net in ip_networks):
+            c.err(ck.join_path(path, "internalIP"), "%s is not one of the endpoint's ipNetworks" % ck.show(str(internal)),
+                  "NAT one of the workload's own addresses, or add %s/%d to spec.ipNetworks"
+                  % (internal, internal.max_prefixlen))
+
+
+def _qos_controls(c: Scope, value: Any) -> None:
+    f = ck.fields(c, value, "spec.qosControls", QOS_FIELDS)
+    if not f:
+        return
+    for field, item in f.items():
+        path = ck.join_path("spec.qosControls", field)
+        if field == "dscp":
+            # numorstring.DSCP: a number 0-255 or a string (Calico does not check the string)
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                c.err(path, "expected a DSCP number or name, got %s" % ck.shown(item), "write e.g. 46 or EF")
+            elif isinstance(item, int):
+                ck.integer(c, item, path, 0, 255, "DSCP value")
+            continue
+        ck.integer(c, item, path, -(1 << 63), (1 << 63) - 1, "number")
+
+
 def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
-    f = ck.fields(c, spec, "spec", WEP_FIELDS)
+    f = ck.fields(c, spec, "spec", WEP_FIELDS, enterprise=_ENTERPRISE_WEP)
     if f is None:
         return None
     strings = {}
@@ -589,15 +699,23 @@ def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
         if value is None or value == "":
             strings[field] = ""
             continue
-        strings[field] = ck.check_name(c, value, "spec." + field, "subdomain", field)
-    for field in ("containerID", "mac", "ipv4Gateway", "ipv6Gateway"):
-        ck.string(c, f.get(field), "spec." + field)
+        strings[field] = ck.check_name(c, value, "spec." + field, "name", field)
+    container = ck.string(c, f.get("containerID"), "spec.containerID")
+    if container and ck.CONTAINER_ID_RE.fullmatch(container) is None:
+        c.err("spec.containerID", "%s is not a container ID" % ck.show(container),
+              "use letters, digits and '-', starting and ending with a letter or digit")
+    mac = ck.string(c, f.get("mac"), "spec.mac")
+    if mac and not ck.valid_mac(mac):
+        c.err("spec.mac", "%s is not a MAC address" % ck.show(mac), "write e.g. 02:42:ac:11:00:02")
+    _gateway(c, f.get("ipv4Gateway"), "spec.ipv4Gateway", 4)
+    _gateway(c, f.get("ipv6Gateway"), "spec.ipv6Gateway", 6)
     iface = _interface_name(c, f.get("interfaceName"), "spec.interfaceName")
     if iface is None or iface == "":
         c.err("spec.interfaceName", "missing", "set spec.interfaceName to the workload's host-side interface, "
                                                "e.g. cali0123456789a")
     nets = ck.list_of(c, f.get("ipNetworks"), "spec.ipNetworks")
     ip_networks: List[str] = []
+    parsed_networks: List[Any] = []
     if nets is not None and nets is not BAD:
         for i, item in enumerate(nets):
             path = ck.index_path("spec.ipNetworks", i)
@@ -623,26 +741,17 @@ def _workload_endpoint(c: Scope, meta: _Meta, spec: Any) -> Any:
                 c.err(path, "%s contains more than one address" % ck.show(s),
                       "use the workload's single address, e.g. %s/%d" % (net.network_address, net.max_prefixlen))
                 continue
+            parsed_networks.append(net)
             if str(net) not in ip_networks:
                 ip_networks.append(str(net))
-    nats = ck.list_of(c, f.get("ipNATs"), "spec.ipNATs")
-    if nats is not None and nats is not BAD:
-        for i, item in enumerate(nats):
-            path = ck.index_path("spec.ipNATs", i)
-            nf = ck.fields(c, item, path, ("internalIP", "externalIP"))
-            if nf is None:
-                continue
-            for field in ("internalIP", "externalIP"):
-                if nf.get(field) is not None:
-                    ck.bare_ip(c, nf.get(field), ck.join_path(path, field))
+    _ip_nats(c, f.get("ipNATs"), parsed_networks)
     spoof = ck.list_of(c, f.get("allowSpoofedSourcePrefixes"), "spec.allowSpoofedSourcePrefixes")
     if spoof is not None and spoof is not BAD:
         for i, item in enumerate(spoof):
             ck.loose_cidr(c, item, ck.index_path("spec.allowSpoofedSourcePrefixes", i))
-    if f.get("qosControls") is not None and not ck.is_map(f.get("qosControls")):
-        c.err("spec.qosControls", "expected a mapping, got %s" % ck.tname(f.get("qosControls")),
-              "write qosControls as a mapping of fields")
-    profiles = _profile_list(c, f.get("profiles"), "spec.profiles")
+    _qos_controls(c, f.get("qosControls"))
+    # No CRD backs a WorkloadEndpoint: its profiles list is not a Kubernetes set, so a name may repeat
+    profiles = _profile_list(c, f.get("profiles"), "spec.profiles", unique=False)
     ports = _endpoint_ports(c, f.get("ports"), "spec.ports", workload=True)
     if c.failed:
         return None
@@ -722,7 +831,7 @@ def _policy(c: Scope, kind: str, meta: _Meta, spec: Any, warnings: List[str]) ->
                       "use AssumeNeededOnEveryNode")
     staged_action = None
     if staged:
-        # "" is the Go zero value of the field (json:"stagedAction,omitempty"): unset, so Set
+        # "" is unset: the Go field is a plain string with omitempty, and the CRD defaults it to Set
         raw_action = f.get("stagedAction")
         staged_action = ck.enum(c, None if raw_action == "" else raw_action, "spec.stagedAction", STAGED_ACTIONS,
                                 "a staged action")
@@ -783,11 +892,20 @@ def _tier(c: Scope, meta: _Meta, spec: Any) -> Any:
     action = ck.enum(c, f.get("defaultAction"), "spec.defaultAction", ("Deny", "Pass"), "a tier default action")
     builtin = BUILTIN_TIERS.get(meta.name)
     if builtin is not None and not c.failed:
+        # The CEL rules of the Tier CRD (tier.go): a built-in tier's order must be set to its value;
+        # its defaultAction must be its value after defaulting (an unset defaultAction is Deny).
         want_order, want_action = builtin
-        if order is not None and order != want_order:
+        if order is None:
+            c.err("spec.order", "missing: the built-in tier %s has order %d" % (meta.name, want_order),
+                  "set order: %d, or remove the Tier document" % want_order)
+        elif order != want_order:
             c.err("spec.order", "the built-in tier %s has order %d" % (meta.name, want_order),
                   "set order: %d, or remove the Tier document" % want_order)
-        if action is not None and action != want_action:
+        if action is None and want_action != "Deny":
+            c.err("spec.defaultAction", "missing: the built-in tier %s has defaultAction %s, and an unset "
+                  "defaultAction is Deny" % (meta.name, want_action),
+                  "set defaultAction: %s, or remove the Tier document" % want_action)
+        elif action is not None and action != want_action:
             c.err("spec.defaultAction", "the built-in tier %s has defaultAction %s" % (meta.name, want_action),
                   "set defaultAction: %s, or remove the Tier document" % want_action)
         order = want_order
@@ -799,7 +917,7 @@ def _tier(c: Scope, meta: _Meta, spec: Any) -> Any:
 
 
 def _network_set(c: Scope, kind: str, meta: _Meta, spec: Any) -> Any:
-    f = ck.fields(c, spec, "spec", ("nets",))
+    f = ck.fields(c, spec, "spec", ("nets",), enterprise=_ENTERPRISE_NETWORK_SET)
     if f is None:
         return None
     items = ck.list_of(c, f.get("nets"), "spec.nets")
@@ -909,16 +1027,21 @@ def _document(sink: errors.Collector, warnings: List[str], doc: Any, origin: str
                   "use apiVersion: %s, as calicoctl prints it" % API_VERSION)
         else:
             c.err("apiVersion", "%s is not supported" % ck.show(api_version), "use apiVersion: %s" % API_VERSION)
-    top = ck.fields(c, doc, "", ("apiVersion", "kind", "metadata", "spec"))
+    # A Tier has a status (tier.go TierStatus: conditions the tier controller writes); it is read-only
+    # and ignored.  No other kind hostfw reads has one.
+    top = ck.fields(c, doc, "", ("apiVersion", "kind", "metadata", "spec", "status") if kind == api.TIER
+                    else ("apiVersion", "kind", "metadata", "spec"))
     if top is None:
         return None
+    if top.get("status") is not None and not ck.is_map(top["status"]):
+        c.err("status", "expected a mapping, got %s" % ck.tname(top["status"]),
+              "remove status: the tier controller writes it")
     meta_raw = ck.fields(c, top.get("metadata"), "metadata", META_FIELDS)
     if meta_raw is None:
         return None
     namespaced = kind in NAMESPACED_KINDS
     rule = _NAME_RULE_OF_KIND.get(kind, "subdomain")
-    name = ck.check_name(c, meta_raw.get("name"), "metadata.name", rule,
-                         "tier name" if rule == "tier" else "name")
+    name = ck.check_name(c, meta_raw.get("name"), "metadata.name", rule, "tier name" if rule == "tier" else "name")
     namespace = None
     if namespaced:
         ns = meta_raw.get("namespace")

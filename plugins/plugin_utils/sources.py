@@ -22,6 +22,8 @@ import glob
 import ipaddress
 import json
 import os
+import re
+import stat
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
@@ -85,6 +87,8 @@ class Inventory:
     problems: List[errors.Problem] = field(default_factory=list)
     # seconds: load_inputs (variables merged, manifests parsed) and validate
     timings: Dict[str, float] = field(default_factory=dict)
+    # the directory relative manifest paths (and document origins) are relative to
+    base_dir: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,18 +111,98 @@ def _split_top(data: Any, origin: str) -> List[Document]:
     return out
 
 
+# Limits of one manifest file.  Calico documents are shallow (a rule is about 6 levels deep); YAML
+# aliases are accepted (merge keys are common in hand-written manifests) but a few hundred bytes of
+# aliases of aliases can stand for gigabytes, so what they add is bounded.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_DOCUMENTS = 100000
+MAX_DEPTH = 64
+MAX_ALIAS_NODES = 100000
+
+# Cheap signs that a text may hold an anchor (``&name``; "&&" of selectors is not one), a deep block
+# structure (a huge indentation) or a deep flow structure (a run of openers): only then is the text
+# walked event by event, which costs about half a parse.
+_MAYBE_ANCHOR = re.compile(r"(?:^|[\s\[{,])&[^\s&]", re.M)
+_MAYBE_DEEP = re.compile(r"\n {%d,}\S|(?:[\[{][^\[\]{}\n]{0,64}){%d}" % (2 * MAX_DEPTH, MAX_DEPTH))
+
+
+def _structure_problem(text: str, yaml_text: bool) -> Optional[Tuple[str, str]]:
+    """(where, what is wrong and the fix) when ``text`` nests deeper than :data:`MAX_DEPTH` or its
+    YAML aliases expand it by more than :data:`MAX_ALIAS_NODES` values (and more than its own
+    size); None otherwise.  Walks the events, never builds the documents: an alias counts the
+    values and the depth of the node it names."""
+    anchors = yaml_text and _MAYBE_ANCHOR.search(text) is not None
+    if not anchors and _MAYBE_DEEP.search(text) is None:
+        return None
+    sizes: Dict[str, Tuple[int, int]] = {}  # anchor: (values, height) of the node it names
+    stack: List[List[Any]] = []  # open collections: [values, height, anchor]
+    written = expanded = 0
+
+    def close(values: int, height: int, anchor: Optional[str]) -> None:
+        if anchor:
+            sizes[anchor] = (values, height)
+        if stack:
+            stack[-1][0] += values
+            stack[-1][1] = max(stack[-1][1], height + 1)
+
+    try:
+        for event in yaml.parse(text, Loader=_YAML_BASE):
+            mark = event.start_mark
+            where = "line %d, column %d" % (mark.line + 1, mark.column + 1)
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                written += 1
+                stack.append([1, 0, event.anchor])
+                if len(stack) > MAX_DEPTH:
+                    return where, ("the document nests deeper than %d levels (Calico documents never do: check the file)"
+                                   % MAX_DEPTH)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                close(*stack.pop())
+            elif isinstance(event, yaml.ScalarEvent):
+                written += 1
+                close(1, 0, event.anchor)
+            elif isinstance(event, yaml.AliasEvent):
+                values, height = sizes.get(event.anchor, (1, 0))
+                expanded += values
+                if len(stack) + height > MAX_DEPTH:
+                    return where, ("this alias makes the document nest deeper than %d levels (write the value out "
+                                   "or flatten it)" % MAX_DEPTH)
+                if expanded > max(MAX_ALIAS_NODES, written):
+                    return where, ("YAML aliases expand this file to more than %d values (write the values out: "
+                                   "aliases of aliases multiply, and Calico manifests never need them)"
+                                   % max(MAX_ALIAS_NODES, written))
+                close(values, height, None)
+    except yaml.YAMLError:
+        return None  # the parse below reports the syntax error
+    return None
+
+
 def load_manifest_text(text: str, origin: str, collector: Optional[errors.Collector] = None) -> List[Document]:
     """Parse the text of one manifest file into ``(document, origin)`` pairs.
 
     Documents get origins ``<origin>#<n>`` (n counts the YAML documents from 1, empty ones
     included, so it matches the position in the file); List items ``<origin>#<n> items[<i>]``.
-    Empty documents are skipped.  A JSON text is accepted.  Syntax errors and duplicate keys
-    become problems with line and column: added to ``collector`` when given, else raised as a
-    :class:`~errors.HostfwError`.  Documents before a syntax error are still returned."""
+    Empty documents are skipped.  A JSON text is accepted.  Syntax errors, duplicate keys, YAML
+    aliases that expand the file by more than :data:`MAX_ALIAS_NODES` values, nesting deeper
+    than :data:`MAX_DEPTH`, more than :data:`MAX_DOCUMENTS` documents and values Python cannot
+    hold become problems with line and column: added to ``collector`` when given, else raised as
+    a :class:`~errors.HostfwError`.  Documents before a syntax error are still returned."""
     sink = _sink(collector)
     out: List[Document] = []
+    if len(text) > MAX_MANIFEST_BYTES:
+        sink.add("Manifest", origin, "", "is %d bytes long (at most %d: split it into several files)"
+                 % (len(text), MAX_MANIFEST_BYTES), origin)
+        if collector is None:
+            sink.raise_if_any()
+        return out
     stripped = text.lstrip("\ufeff \t\r\n")
-    if stripped[:1] in ("{", "["):
+    is_json = stripped[:1] in ("{", "[")
+    problem = _structure_problem(text, not is_json)
+    if problem is not None:
+        sink.add("Manifest", origin, problem[0], problem[1], origin)
+        if collector is None:
+            sink.raise_if_any()
+        return out
+    if is_json:
         duplicates: List[str] = []
 
         def pairs(items):
@@ -131,7 +215,7 @@ def load_manifest_text(text: str, origin: str, collector: Optional[errors.Collec
 
         try:
             data = json.loads(stripped, object_pairs_hook=pairs)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = _BAD_JSON
         if data is not _BAD_JSON:
             for key in duplicates:
@@ -146,6 +230,10 @@ def load_manifest_text(text: str, origin: str, collector: Optional[errors.Collec
     try:
         while loader.check_data():
             index += 1
+            if index > MAX_DOCUMENTS:
+                sink.add("Manifest", origin, "", "has more than %d documents (split it into several files)"
+                         % MAX_DOCUMENTS, origin)
+                break
             data = loader.get_data()
             if data is None:
                 continue
@@ -158,6 +246,9 @@ def load_manifest_text(text: str, origin: str, collector: Optional[errors.Collec
         if context:
             what = "%s %s" % (what, context)
         sink.add("Manifest", origin, where, "%s (fix the YAML syntax there)" % what, origin)
+    except (ValueError, OverflowError, RecursionError, MemoryError) as exc:
+        sink.add("Manifest", origin, "document %d" % index, "cannot be read: %s (check the values of this document)"
+                 % (str(exc).splitlines()[0] if str(exc) else type(exc).__name__), origin)
     finally:
         loader.dispose()
     for key, mark in loader.hostfw_duplicates:
@@ -196,8 +287,8 @@ def expand(pattern: str, base_dir: str) -> List[str]:
         if os.path.isdir(p):
             files.extend(sorted(os.path.join(p, n) for n in os.listdir(p)
                                 if n.endswith(MANIFEST_SUFFIXES) and os.path.isfile(os.path.join(p, n))))
-        elif os.path.isfile(p):
-            files.append(p)
+        else:
+            files.append(p)  # load_manifests refuses what is not a regular file
     return files
 
 
@@ -226,8 +317,18 @@ def load_manifests(patterns: Iterable[str], base_dir: str,
             seen.add(real)
             shown = _display_path(path, base_dir)
             try:
-                with open(path, "r", encoding="utf-8-sig") as handle:
-                    text = handle.read()
+                # O_NONBLOCK: opening a FIFO named by a glob must not wait for a writer
+                with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as handle:
+                    info = os.fstat(handle.fileno())
+                    if not stat.S_ISREG(info.st_mode):
+                        sink.add("Manifest", shown, "", "is not a regular file (name manifest files or directories "
+                                 "of them)", shown)
+                        continue
+                    if info.st_size > MAX_MANIFEST_BYTES:
+                        sink.add("Manifest", shown, "", "is %d bytes long (at most %d: split it into several files)"
+                                 % (info.st_size, MAX_MANIFEST_BYTES), shown)
+                        continue
+                    text = handle.read(MAX_MANIFEST_BYTES + 1).decode("utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 sink.add("Manifest", shown, "", "cannot be read: %s (check the file's permissions and that it is "
                          "UTF-8 text)" % (exc.strerror if isinstance(exc, OSError) and exc.strerror else exc), shown)
@@ -708,6 +809,7 @@ def collect_inventory(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> 
     ``Inventory.problems`` (nothing is raised)."""
     state = _Collect(base_dir)
     inv = state.inv
+    inv.base_dir = base_dir
     for host, hv in hosts.items():
         host = str(host)
         if not _is_map(hv):

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 import netlab  # noqa: E402
-from worlds import doc, gnp, hep, rich_world, wep, worlds  # noqa: E402
+from worlds import doc, gnp, hep, long_name_world, rich_world, wep, worlds  # noqa: E402
 from differential import DataplaneWorld, report  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents, compile_inventory  # noqa: E402
@@ -276,3 +276,27 @@ def test_rendered_tables_replace_only_their_own_table():
         assert listings[0] != listings[1], "the older version must have been replaced"
         assert listings[1] == listings[2], "reloading the same file must give the same table"
         assert "in/default/node-mesh" in listings[2]
+
+
+def test_an_interface_named_any_is_its_own_endpoint_and_long_names_load():
+    """Linux accepts an interface named 'any': its named HostEndpoint must not take over the '*'
+    endpoint's chains (they are named any-interface-at-all).  Valid Calico names whose chain names
+    pass nft's 255 characters load too."""
+    docs = [hep("all", "n1", ["10.10.0.1"], iface="*"),
+            hep("named-any", "n1", ["10.10.0.1"], iface="any", profiles=["projectcalico-default-allow"]),
+            hep("h2", "n2", ["10.10.0.2"], profiles=["projectcalico-default-allow"])]
+    comp = compile_documents(docs)
+    with netlab.Lab() as lab:
+        n1 = lab.add_node("n1", ["10.10.0.1"], ifname="any")
+        n2 = lab.add_node("n2", ["10.10.0.2"])
+        for node in (n1, n2):
+            rc, err = node.load_nft(comp.ruleset(node.name))
+            assert rc == 0, err
+        flows = [netlab.Flow("n2", "10.10.0.2", "n1", "10.10.0.1", "tcp", 8080),  # arrives on 'any': allowed
+                 netlab.Flow("n1", "10.10.0.1", "n1", "10.10.0.1", "tcp", 8080)]  # over lo: the '*' endpoint
+        results = lab.probe_many(flows)
+        assert results[0].allowed, results[0]
+        assert not results[1].allowed, results[1]
+        assert comp.check_access("n1", "10.10.0.2", "10.10.0.1", "TCP", 8080, "any")["allowed"]
+        rc, err = n1.load_nft(compile_documents(long_name_world()[0]).ruleset("n"))
+        assert rc == 0, err

@@ -101,10 +101,15 @@ def test_lockout_is_refused_unless_verification_is_off(tmp_path):
             "(*) by tier host-firewall policy cut-ssh ingress rule 0 (Deny); fix: allow it in a policy (a failsafe net "
             "or an Allow from your management network is enough), restore the failsafe in the FelixConfiguration, or "
             "remove it from hostfw_protected_ports") in refused.stdout
-    allowed = render(str(inv / "inventory.yml"), tmp_path / "b", "-e", "hostfw_verify_management_access=false")
+    # the lint reports the lockout too (HF003, an error): the operator who takes the risk says so twice
+    linted = render(str(inv / "inventory.yml"), tmp_path / "b0", "-e", "hostfw_verify_management_access=false")
+    assert linted.returncode != 0 and "HF003 error FelixConfiguration default: spec.failsafeInboundHostPorts: tcp:22 " \
+        "is not a failsafe port and no policy allows it" in linted.stdout
+    allowed = render(str(inv / "inventory.yml"), tmp_path / "b", "-e", "hostfw_verify_management_access=false",
+                     "-e", "hostfw_lint_fail_on=never")
     assert allowed.returncode == 0, allowed.stdout
     kept = render(str(inv / "inventory.yml"), tmp_path / "c", "-e", "hostfw_verify_management_access=false",
-                  "-e", '{"hostfw_protected_ports": {"inbound": ["tcp:22"]}}')
+                  "-e", '{"hostfw_protected_ports": {"inbound": ["tcp:22"]}}', "-e", "hostfw_lint_fail_on=never")
     assert kept.returncode != 0 and "protected inbound port tcp:22" in kept.stdout
 
 

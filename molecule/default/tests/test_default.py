@@ -10,6 +10,11 @@ from helpers import PROJECT, address, ansible_playbook, get, listing, runner, ta
 
 testinfra_hosts = ["node1", "node2"]
 
+# the Debian release of the containers (scripts/molecule.sh sets it) -> the nft and python3 it must have
+SUITE = os.environ.get("HOSTFW_TARGET_SUITE", "bookworm")
+RELEASES = {"bullseye": ("nftables v0.9.8 ", "3.9"), "bookworm": ("nftables v1.0.6 ", "3.11"),
+            "trixie": ("nftables v1.1.3 ", "3.13")}
+
 PLAYBOOK = os.path.join(PROJECT, "molecule", "resources", "converge-rollout.yml")
 
 
@@ -24,7 +29,7 @@ def controller_tcp_ok(ip, port, timeout=2):
 
 def test_table_loaded_and_persisted(host):
     text = listing(host)
-    assert text is not None and "chain filter-input" in text and "chain hep-in-any" in text
+    assert text is not None and "chain filter-input" in text and "chain hep-in-any-interface-at-all" in text
     assert 'comment "molecule/allow-web ingress[0] Allow"' in text
     persisted = host.file("/etc/hostfw/hostfw.nft")
     assert persisted.exists and persisted.mode == 0o600
@@ -34,6 +39,19 @@ def test_table_loaded_and_persisted(host):
     assert host.service("hostfw.service").is_enabled
     unit = host.file("/etc/systemd/system/hostfw.service").content_string
     assert "Before=network-pre.target" in unit and "ExecStop" not in unit and "flush" not in unit
+
+
+def test_release_and_its_nft(host):
+    nft, python = RELEASES[SUITE]
+    assert host.run("nft --version").stdout.startswith(nft)
+    assert host.run("python3 -c 'import sys; print(\"%d.%d\" % sys.version_info[:2])'").stdout.strip() == python
+
+
+def test_the_role_installed_nftables_where_it_was_missing():
+    node2 = get("node2")
+    assert node2.file("/root/hostfw-nftables-removed").exists, "prepare removed nftables from node2"
+    assert node2.package("nftables").is_installed
+    assert get("node1").file("/root/hostfw-nftables-removed").exists is False
 
 
 def test_no_rollback_pending(host):

@@ -148,3 +148,42 @@ def test_check_access_single_and_flows(tmp_path):
         task_vars=task_vars(tmp_path))
     assert [f["allowed"] for f in flows["flows"]] == [True, False]
     assert flows["by_host"]["node2"]["source"] == "192.0.2.1"
+
+
+HOSTILE_HOSTS = {
+    "../../escape": "_.._escape-",  # a path that would leave output_dir
+    ".hidden": "hidden-",
+    "a/b": "a_b-",
+    "line\nbreak\ninclude \"/etc/shadow\"": "line_break_include___etc_shadow_-",
+    "x\ud800y": "x_y-",  # a lone surrogate (JSON inventories can carry one)
+    "n" * 300: "n" * 64 + "-",
+    "plain-name_1.example": None,  # kept as it is
+    "pipe|in `name` <b>": "pipe_in__name___b_-",
+}
+
+
+def test_hostile_host_names_stay_inside_output_dir_and_out_of_the_nft_text(tmp_path):
+    hosts = {}
+    for i, name in enumerate(HOSTILE_HOSTS):
+        hosts[name] = {"hostfw_auto_host_endpoint": True, "hostfw_resources": RESOURCES,
+                       "hostfw_node_name": "node%d" % i, "ansible_host": "10.0.1.%d" % (i + 1)}
+    tv = {"hostvars": hosts, "groups": {"all": list(hosts)}, "inventory_dir": str(tmp_path)}
+    out = tmp_path / "out"
+    result = action(compile_action, {"output_dir": str(out), "return_content": True}).run(task_vars=tv)
+    assert not result.get("failed"), result.get("msg")
+    written = sorted(n for n in os.listdir(str(out)) if not n.startswith("matrix."))
+    assert len(written) == len(HOSTILE_HOSTS) and written == sorted(result["written"])
+    assert "host/node7-auto-hep" in (out / "matrix.md").read_text()  # the matrix names endpoints, not hosts
+    for name, prefix in HOSTILE_HOSTS.items():
+        entry = result["hosts"][name]
+        if prefix is None:
+            assert entry["file"] == name + ".nft"
+        else:
+            assert entry["file"].startswith(prefix) and len(entry["file"]) == len(prefix) + 12 + 4, entry["file"]
+        assert os.path.dirname(entry["path"]) == str(out) and os.path.isfile(entry["path"])
+        text = entry["ruleset"]
+        # the name is in the header, on one '#' line: never a line nft would read as a statement
+        code = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+        assert not any("include" in line or "shadow" in line for line in code)
+        assert text.encode("utf-8")  # no lone surrogate reaches the file
+    assert not (tmp_path / "escape").exists() and not (tmp_path.parent / "escape").exists()

@@ -227,6 +227,73 @@ def test_valid_unused_fields_pass(spec):
     assert config(build(felix_doc("default", spec))) == felix.FelixConfig()
 
 
+@pytest.mark.parametrize("spec, message", [
+    # LogActionRateLimit is a *string: "" is a value and the CRD pattern refuses it
+    ({"logActionRateLimit": ""}, "spec.logActionRateLimit: '' is not a rate (write N/unit with N 1-9999 and unit "
+                                 "second, minute, hour or day, e.g. 10/second)"),
+    ({"logActionRateLimit": "10000/second"}, "spec.logActionRateLimit: '10000/second' is not a rate (write N/unit "
+                                             "with N 1-9999 and unit second, minute, hour or day, e.g. 10/second)"),
+    ({"logActionRateLimit": "10/seconds"}, "spec.logActionRateLimit: '10/seconds' is not a rate (write N/unit with N "
+                                           "1-9999 and unit second, minute, hour or day, e.g. 10/second)"),
+    ({"logActionRateLimitBurst": -1}, "spec.logActionRateLimitBurst: -1 is not a valid burst (use 0-9999)"),
+    # pointer fields: "" is a value
+    ({"iptablesBackend": ""}, "spec.iptablesBackend: '' is not one of Calico's values for this field (use Legacy, NFT "
+                              "or Auto)"),
+    ({"reportingInterval": ""}, "spec.reportingInterval: '' is not a duration (write a duration such as 90s, 500ms, "
+                                "10m or 1h)"),
+    # metav1.Duration fields without a CRD pattern: Go's time.ParseDuration decides
+    ({"nftablesRefreshInterval": "soon"}, "spec.nftablesRefreshInterval: 'soon' is not a duration (write a duration "
+                                          "such as 90s, 500ms, 10m or 1h)"),
+    ({"dataplaneWatchdogTimeout": "90"}, "spec.dataplaneWatchdogTimeout: '90' is not a duration (write a duration "
+                                         "such as 90s, 500ms, 10m or 1h)"),
+    ({"healthTimeoutOverrides": [{"name": "Valid", "timeout": "-1s"}]},
+     "spec.healthTimeoutOverrides[0].timeout: '-1s' is negative (use a duration of 0 or more)"),
+    ({"healthTimeoutOverrides": [{"name": "Valid", "timeout": "a while"}]},
+     "spec.healthTimeoutOverrides[0].timeout: 'a while' is not a duration (write a duration such as 90s, 500ms, "
+     "10m or 1h)"),
+    # Go's $ is the end of the text: a trailing newline (a YAML '|' block) does not match
+    ({"chainInsertMode": "Insert\n"}, "spec.chainInsertMode: 'Insert\\n' is not a valid value (write a value "
+                                      "matching Calico's pattern ^(?i)(Insert|Append)?$)"),
+    # validator_test.go "should reject single route table ranges targeting too many tables" and
+    # "should reject route table ranges max too large"
+    ({"routeTableRanges": [{"min": 1, "max": 65536}]}, "spec.routeTableRanges: targets 65536 route tables (use at "
+                                                       "most 65535 tables in all)"),
+    ({"routeTableRanges": [{"min": 4294967295, "max": 4294967296}]},
+     "spec.routeTableRanges[0].max: 4294967296 is above the highest Linux route table (use at most 4294967295)"),
+    ({"tproxyMode": "Enabled"}, "spec.tproxyMode: tproxyMode is a Calico Enterprise setting, not part of open-source "
+                                "Calico's FelixConfiguration (remove it: hostfw implements open-source Calico)"),
+    ({"windowsDnsCacheFile": "c:\\dns"}, "spec.windowsDnsCacheFile: windowsDnsCacheFile is a Calico Enterprise "
+                                         "setting, not part of open-source Calico's FelixConfiguration (remove it: "
+                                         "hostfw implements open-source Calico)"),
+    ({"iptablesLockTimeout": "10s"}, "spec.iptablesLockTimeout: iptablesLockTimeout is no longer a "
+                                     "FelixConfiguration field: open-source Calico removed it in v3.32 (remove it)"),
+])
+def test_felix_values_refused_as_calico_refuses_them(spec, message):
+    assert problems(felix_doc("default", spec)) == ["FelixConfiguration default: " + message]
+
+
+def test_plain_string_fields_treat_empty_as_unset():
+    """felixconfig.go: these fields are plain strings with omitempty, so "" never reaches Calico's
+    checks (validator_test.go "should accept aan empty OpenStackRegion")."""
+    spec = {name: "" for name in felix.GO_PLAIN_STRING_FIELDS}
+    assert config(build(felix_doc("default", spec))) == felix.FelixConfig()
+    for name in felix.GO_PLAIN_STRING_FIELDS | felix.GO_DURATION_FIELDS:
+        assert felix_schema.FIELDS[name]["type"] == "string", name
+    assert not felix.GO_PLAIN_STRING_FIELDS & felix.GO_DURATION_FIELDS
+
+
+def test_go_durations():
+    assert [felix.go_duration(t) for t in ("0", "1s", "1.5s", ".5ms", "1h30m", "2us", "-1ns")] == [
+        0, 10 ** 9, 15 * 10 ** 8, 500000, 5400 * 10 ** 9, 2000, -1]
+    assert [felix.go_duration(t) for t in ("", "10", "s", ".s", "1 s", "3000000h", "1d")] == [None] * 7
+
+
+def test_enterprise_and_removed_fields_are_not_calico_fields():
+    assert not (felix.ENTERPRISE_FIELDS | felix.REMOVED_FIELDS) & set(felix_schema.FIELDS)
+    assert {"flowLogsPolicyScope", "flowLogsFileEnabled", "dnsTrustedServers", "egressIPSupport",
+            "tproxyMode"} <= felix.ENTERPRISE_FIELDS
+
+
 def test_every_cel_rule_of_the_crd_is_implemented():
     messages = list(felix_schema.SPEC_CEL) + list(felix_schema.DOCUMENT_CEL)
 

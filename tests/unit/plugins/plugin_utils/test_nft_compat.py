@@ -18,7 +18,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import co
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "..")))
-from worlds import doc, rich_world, worlds  # noqa: E402 pylint: disable=wrong-import-position
+from worlds import doc, long_name_world, rich_world, worlds  # noqa: E402 pylint: disable=wrong-import-position
 
 GOLDEN = os.path.join(HERE, "golden")
 DOC = os.path.join(HERE, "..", "..", "..", "..", "docs", "nftables-compatibility.md")
@@ -128,3 +128,23 @@ def test_the_compatibility_table_lists_every_construct_used():
                       "priority raw", "priority mangle", "priority filter", "icmpv6 type", "icmp type . icmp code"):
         if construct in used:
             assert construct in table, "docs/nftables-compatibility.md does not list %s" % construct
+
+
+def test_long_calico_names_give_chain_names_nft_accepts():
+    docs, profile = long_name_world()
+    text = compile_documents(docs).ruleset("n")
+    names = re.findall(r"^\tchain (\S+) \{", text, re.M)
+    assert names and all(len(n) <= render.CHAIN_NAME_MAX for n in names), max(map(len, names))
+    long_chains = [n for n in names if "-h" in n and n.startswith("prof-in/")]
+    assert long_chains, names
+    assert "# profile %s ingress" % profile in text, "the full name stays in the description"
+    assert compile_documents(docs).ruleset("n") == text, "stable"
+
+
+def test_an_interface_named_any_cannot_take_over_the_wildcard_endpoint():
+    docs = [doc("HostEndpoint", "all", {"node": "n", "interfaceName": "*", "expectedIPs": ["10.0.0.1"]}),
+            doc("HostEndpoint", "named-any", {"node": "n", "interfaceName": "any", "expectedIPs": ["10.0.0.1"],
+                                              "profiles": ["projectcalico-default-allow"]})]
+    text = compile_documents(docs).ruleset("n")
+    assert '"any" : goto hep-in-any' in text and "goto hep-in-any-interface-at-all" in text
+    assert text.count("chain hep-in-any {") == 1 and text.count("chain hep-in-any-interface-at-all {") == 1

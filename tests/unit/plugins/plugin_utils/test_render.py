@@ -75,7 +75,7 @@ def test_structure_of_a_table():
     assert "ip protocol" not in text  # meta l4proto only, in an inet table
     # named endpoint wins eth0, "*" is the default branch
     assert 'iifname vmap { "eth0" : goto hep-in-eth0 }' in text
-    assert "goto hep-in-any" in text
+    assert "goto hep-in-any-interface-at-all" in text
     # selector and net sets are named and shared
     assert len(re.findall(r"^\tset sel4_", text, re.M)) == len(set(re.findall(r"@(sel4_\w+)", text)))
     # staged policies are never rendered
@@ -90,7 +90,7 @@ def test_structure_of_a_table():
     assert 'limit rate 5/second log prefix "calico-packet security/block-bad: "' in text
     # doNotTrack Allow: notrack and the accept mark; the "*" endpoint gets no doNotTrack chain
     assert "notrack meta mark set meta mark | 0x00010000 accept" in text
-    assert "hep-raw-in-any" not in text
+    assert "hep-raw-in-any-interface-at-all" not in text
     # the iptables meaning of notICMP type+code
     assert "icmp type . icmp code != { 5 . 1 }" in text
 
@@ -162,7 +162,7 @@ def test_shape_cache_renders_byte_identical_tables():
     shapes = comp.renderer.shapes
     assert len(shapes) < len(hosts)  # hosts alike share a shape
     assert any(s.parts is not None for s in shapes.values())
-    assert "x" * 90 in cached["n-long"] and 'odd "name" host' in cached['odd "name" host']
+    assert "x" * 90 in cached["n-long"] and "host odd 'name' host (node n5)" in cached['odd "name" host']
 
 
 def _two_nodes_with_own_felix_settings():
@@ -220,7 +220,7 @@ def test_reject_deny_action_rejects_everywhere_but_postrouting():
     DNAT'd host egress reaches there drop."""
     text = compile_documents(rich_world_rejecting()).ruleset("n1")
     post = _chains_reachable_from(text, "mangle-postrouting")
-    assert {"hep-post-out-eth0", "hep-post-out-any", "post-out/platform/admin-ssh"} <= set(post)
+    assert {"hep-post-out-eth0", "hep-post-out-any-interface-at-all", "post-out/platform/admin-ssh"} <= set(post)
     assert not [r for rules in post.values() for r in rules if "reject" in r]
     assert 'counter drop comment "end of tier default (defaultAction Deny)"' in "\n".join(post["hep-post-out-eth0"])
     normal = _chains_reachable_from(text, "filter-input")

@@ -121,12 +121,44 @@ def test_builtins_are_always_present():
 
 def test_user_copy_of_a_builtin_tier_or_profile_is_accepted():
     world = build(doc("Tier", "default", {"order": 1000000, "defaultAction": "Deny"}),
-                  doc("Tier", "kube-admin", {"defaultAction": "Pass"}),
+                  doc("Tier", "kube-admin", {"order": 1000, "defaultAction": "Pass"}),
+                  doc("Tier", "kube-baseline", {"order": 10000000, "defaultAction": "Pass"}),
                   doc("Profile", api.DEFAULT_ALLOW_PROFILE,
                       {"ingress": [{"action": "Allow"}], "egress": [{"action": "Allow"}]}))
     assert world.tiers["default"].builtin and world.tiers["default"].order == 1000000.0
     assert world.tiers["kube-admin"].order == 1000.0
     assert world.profiles[api.DEFAULT_ALLOW_PROFILE].builtin
+    # tier.go CEL / crd_validation_test.go TestCRDDefaults_Tier: the default tier's defaultAction
+    # defaults to Deny, so it may be left out; its order may not.
+    assert build(doc("Tier", "default", {"order": 1000000})).tiers["default"].default_action == "Deny"
+
+
+def test_tier_status_is_accepted_and_ignored():
+    """tier.go: a Tier has a status (conditions written by the tier controller), which an export carries."""
+    tier = doc("Tier", "platform", {"order": 100})
+    tier["status"] = {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+    assert build(tier).tiers["platform"].order == 100.0
+    tier["status"] = "ready"
+    assert problems(tier) == ["Tier platform: status: expected a mapping, got a string (remove status: the tier "
+                              "controller writes it)"]
+    hep = doc("HostEndpoint", "h", {"node": "n", "interfaceName": "eth0"})
+    hep["status"] = {}
+    assert problems(hep) == ["HostEndpoint h: status: unknown field (remove it; valid fields here: apiVersion, kind, "
+                             "metadata, spec)"]
+
+
+def test_builtin_tier_documents_need_the_fields_calico_requires():
+    """tier.go CEL rules: every built-in tier names its order; kube-admin and kube-baseline also
+    name defaultAction Pass, because an unset defaultAction defaults to Deny."""
+    assert problems(doc("Tier", "default", {}), doc("Tier", "kube-admin", {"order": 1000}),
+                    doc("Tier", "kube-baseline", {"defaultAction": "Pass"})) == [
+        "Tier default: spec.order: missing: the built-in tier default has order 1000000 (set order: 1000000, or "
+        "remove the Tier document)",
+        "Tier kube-admin: spec.defaultAction: missing: the built-in tier kube-admin has defaultAction Pass, and an "
+        "unset defaultAction is Deny (set defaultAction: Pass, or remove the Tier document)",
+        "Tier kube-baseline: spec.order: missing: the built-in tier kube-baseline has order 10000000 (set order: "
+        "10000000, or remove the Tier document)"]
 
 
 def test_changed_builtin_profile_is_an_error():
@@ -192,7 +224,7 @@ def test_global_network_policy_fields():
         "doNotTrack": False, "preDNAT": False, "applyOnForward": True, "performanceHints": ["AssumeNeededOnEveryNode"],
         "ingress": [
             {"action": "Allow", "protocol": "TCP", "ipVersion": 4,
-             "source": {"nets": ["10.0.0.0/8", "10.0.0.0/8", "192.0.2.7/32"], "notNets": ["10.1.0.0/16"],
+             "source": {"nets": ["10.0.0.0/8", "10.0.0.0/08", "192.0.2.7/32"], "notNets": ["10.1.0.0/16"],
                         "selector": "role == 'lb'", "notSelector": "env == 'dev'", "namespaceSelector": "global()"},
              "destination": {"ports": [22, "443", "8000:8080", "ssh"], "notPorts": ["9000:9001"]},
              "metadata": {"annotations": {"why": "ssh from the LBs"}}},
@@ -284,6 +316,27 @@ def test_staged_global_network_policy():
     assert a.staged and a.staged_action == "Set" and a.can_select_hosts
     assert b.staged_action == "Delete" and b.tier == "kube-admin"
     assert world.policies[("StagedGlobalNetworkPolicy", None, "c")].do_not_track
+
+
+def test_global_in_a_rule_not_selector_is_all():
+    """policy_common.go: the CEL rule against global( covers EntityRule.selector only; the parser
+    accepts global() and it matches every label set."""
+    world = build(doc("GlobalNetworkPolicy", "a", {"ingress": [{"action": "Allow",
+                                                               "source": {"notSelector": "global()"}}]}))
+    rule = world.policies[("GlobalNetworkPolicy", None, "a")].ingress[0]
+    assert rule.source.not_selector == selector.parse("global()") and rule.source.not_selector.matches({})
+    assert problems(doc("GlobalNetworkPolicy", "a", {"ingress": [{"action": "Allow",
+                                                                  "source": {"selector": "global()"}}]})) == [
+        "GlobalNetworkPolicy a: spec.ingress[0].source.selector: global() is only allowed as the whole "
+        "namespaceSelector of a rule (remove global() from this selector)"]
+
+
+def test_empty_staged_action_is_set():
+    """validator_test.go "should accept an empty StagedAction value": "" is unset, i.e. Set."""
+    world = build(doc("StagedGlobalNetworkPolicy", "a", {"stagedAction": "", "selector": "foo == 'bar'"}),
+                  doc("StagedNetworkPolicy", "b", {"stagedAction": "", "ingress": [{"action": "Allow"}]}))
+    assert world.policies[("StagedGlobalNetworkPolicy", None, "a")].staged_action == "Set"
+    assert world.policies[("StagedNetworkPolicy", "default", "b")].staged_action == "Set"
 
 
 def test_network_sets():

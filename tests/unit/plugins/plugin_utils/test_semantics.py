@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import ESTABLISHED, INVALID, Packet
@@ -390,13 +391,19 @@ def test_failsafe_proof_and_protected_ports():
     assert not any("2379" in m for m in proof.messages)
 
 
-def test_rule_nets_accept_a_bare_address():
-    """docs/semantics.md §1.8: rule nets take a strictly masked CIDR or a bare IP (a /32 or /128)."""
-    w = World(hep("h1"), gnp("one", ingress=[allow_rule(source={"nets": ["10.1.1.1"]}),
-                                             allow_rule(source={"nets": ["fd00::77"]})]))
+def test_rule_nets_take_cidrs_with_a_prefix_length():
+    """validator.go validateRule parses rule nets with cnet.ParseCIDR: a single address is written
+    /32 or /128 (a bare address is an invalid CIDR there, and an error here)."""
+    w = World(hep("h1"), gnp("one", ingress=[allow_rule(source={"nets": ["10.1.1.1/32"]}),
+                                             allow_rule(source={"nets": ["fd00::77/128"]})]))
     assert w.inbound(TCP, 80, src="10.1.1.1").reason == "tier default policy one ingress rule 0 (Allow)"
     assert not w.inbound(TCP, 80, src="10.1.1.2").allowed
     assert w.inbound(TCP, 80, src="fd00::77", dst=HOST_IP6).reason == "tier default policy one ingress rule 1 (Allow)"
+    with pytest.raises(errors.HostfwError) as info:
+        World(hep("h1"), gnp("one", ingress=[allow_rule(source={"nets": ["10.1.1.1"]})]))
+    assert [str(p) for p in info.value.problems] == [
+        "GlobalNetworkPolicy one: spec.ingress[0].source.nets[0]: '10.1.1.1' has no prefix length "
+        "(write 10.1.1.1/32: Calico's rule nets are CIDRs)"]
 
 
 def test_workload_to_host_icmpv6_allowance():
@@ -537,3 +544,19 @@ def test_only_the_families_the_host_uses_are_proven():
         "host node1: protected inbound port tcp:22 (IPv6) closed for every source on interface eth0 by end of tier "
         "default (defaultAction Deny); fix: allow it in a policy (a failsafe net or an Allow from your management "
         "network is enough), restore the failsafe in the FelixConfiguration, or remove it from hostfw_protected_ports"]
+
+
+def test_an_interface_prefix_that_covers_a_host_interface_is_refused():
+    """interfacePrefix 'e' makes eth0 a workload interface: the rendered table would send its
+    traffic (SSH included) to the workload-to-host path before the failsafes."""
+    w = World(hep("h1", iface="eth0"), felix(interfacePrefix="cali,e"))
+    proof = w.comp.failsafe_proof("node1", DEFAULT_FAILSAFE_INBOUND, DEFAULT_FAILSAFE_OUTBOUND)
+    assert not proof.ok
+    assert proof.refusals[-1] == (
+        "host node1: interfacePrefix 'e' covers interface eth0, which is a host interface (a HostEndpoint's or declared "
+        "in hostfw_interfaces): its traffic to the host would take the workload-to-host path, before any failsafe, and "
+        "be decided by defaultEndpointToHostAction; fix: set interfacePrefix to the prefix of the workload interfaces "
+        "only (Calico's is cali)")
+    w = World(hep("h1", iface="*"), felix(interfacePrefix="l"))
+    assert "covers interface lo" in w.comp.failsafe_proof("node1").refusals[-1]
+    assert World(hep("h1", iface="eth0"), felix(interfacePrefix="cali,tap")).comp.failsafe_proof("node1").ok

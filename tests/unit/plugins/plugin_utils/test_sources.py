@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import time
 
 import pytest
 import yaml
@@ -362,21 +361,29 @@ def test_load_world_success(tmp_path):
     assert world.tiers["hosts"].origin == "m/tiers.yaml#1"
 
 
-def test_collect_is_fast_for_a_big_shared_inventory():
+def test_collect_reads_a_shared_inventory_list_once():
     docs = [gnp("p%d" % i, order=i, selector="role == 'r%d'" % (i % 40),
                 ingress=[{"action": "Allow", "protocol": "TCP", "source": {"nets": ["10.%d.0.0/16" % (i % 200)]},
                           "destination": {"ports": [22, "8000:8080"]}}]) for i in range(2000)]
     hosts = {"node%d" % i: {"hostfw_resources": docs, "hostfw_manifests": [], "ansible_host": "10.9.%d.%d"
                             % (i // 200, i % 200), "hostfw_labels": {"role": "r%d" % (i % 40)}}
              for i in range(10000)}
-    best = None
-    for _unused in range(3):
-        start = time.perf_counter()
+    calls = []
+    original = sources._Collect._resource
+
+    def counted(self, host, doc, origin):
+        calls.append(origin)
+        return original(self, host, doc, origin)
+
+    sources._Collect._resource = counted
+    try:
         inv = sources.collect_inventory(hosts, "/")
-        elapsed = time.perf_counter() - start
-        best = elapsed if best is None else min(best, elapsed)
+    finally:
+        sources._Collect._resource = original
     assert len(inv.documents) == 2000 and inv.problems == [] and len(inv.nodes) == 10000
-    assert best < 0.5, "collect_inventory took %.3fs for 10,000 hosts" % best
+    # the list shared by 10,000 hosts is read once: the work depends on the documents, not the hosts
+    # (bench/run.py measures the time)
+    assert len(calls) == 2000 and all(origin.endswith("(host node0)") for origin in calls)
 
 
 def test_the_module_imports_nothing_from_ansible():
