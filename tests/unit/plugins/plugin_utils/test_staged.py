@@ -15,7 +15,7 @@ import sys
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import compiler, errors, matrix_html, render
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import compiler, diff, errors, lint, matrix_html, render
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import to_markdown
 
@@ -278,3 +278,66 @@ def test_shapes_fill_the_shadow_path_like_a_direct_render():
         text = comp.ruleset(host)
         assert text == comp.renderer.render_direct(comp.plan(host), comp.plan(host, "pending"), "count")
         assert "hep-%s" % host[1:] in text and "pending-a-in-eth0" in text
+
+
+# -- the lint and the matrix diff with staged policies -----------------------------------------------
+
+BLOCK_8080 = {"tier": "t1", "order": 1, "selector": "all()", "ingress": [
+    {"action": "Deny", "protocol": "TCP", "source": {"selector": "role == 'db'"}, "destination": {"ports": [8080]}}]}
+PROBES_8080 = [{"protocol": "TCP", "port": 80}, {"protocol": "TCP", "port": 8080}]
+
+
+def _cells(changes):
+    return sorted((c["source"], c["destination"], c["protocol"], c["port"], c["verdict"], c["pending"]["verdict"])
+                  for c in changes)
+
+
+@pytest.mark.parametrize("with_staged, promoted", [
+    ([staged("block-8080", **BLOCK_8080)], [gnp("block-8080", **BLOCK_8080)]),
+    ([staged("allow-web", tier="t1", stagedAction="Delete")], "drop allow-web"),
+])
+def test_lint_and_matrix_diff_take_staged_policies(with_staged, promoted):
+    """The lint and the matrix diff read the enforced world: a staged policy changes no finding
+    and no cell of the diff against the same world without it; the diff against the promoted
+    world is exactly the matrix's pending changes."""
+    plain = compile_documents(base(), probes=PROBES_8080)
+    comp = compile_documents(base(*with_staged), probes=PROBES_8080)
+    if promoted == "drop allow-web":
+        after = compile_documents([d for d in base() if d["metadata"]["name"] != "allow-web"], probes=PROBES_8080)
+    else:
+        after = compile_documents(base(*promoted), probes=PROBES_8080)
+    report, plain_report = lint.run(comp), lint.run(plain)
+    assert report.as_dict()["findings"] == plain_report.as_dict()["findings"]
+    assert "staged" not in lint.to_markdown(report).lower()
+    same = diff.diff_compilations(plain, comp, PROBES_8080)
+    assert same["changes"] == [] and same["summary"]["opened"] == same["summary"]["closed"] == 0
+    matrix = json.loads(matrix_html.json_text(comp.matrix(PROBES_8080)))
+    pending = [c for c in matrix["cells"] if c["pending"]["verdict"] != c["verdict"]]
+    assert pending, "the staged policy changes some cell"
+    for old in (diff.diff_compilations(comp, after, PROBES_8080), diff.diff_matrix(matrix, after, PROBES_8080)):
+        got = sorted((c["source"], c["destination"], c["protocol"], c["port"], c["old"]["verdict"], c["new"]["verdict"])
+                     for c in old["changes"])
+        assert got == _cells(pending)
+        assert diff.to_markdown(old)
+    # the diff of a matrix.json with pending cells against the same world: nothing changed
+    assert diff.diff_matrix(matrix, comp, PROBES_8080)["changes"] == []
+
+
+def test_compile_run_with_lint_and_compare_to_on_a_staged_world(tmp_path):
+    docs = base(staged("block-8080", **BLOCK_8080))
+    old_dir = tmp_path / "old"
+    comp = compile_documents(base(), probes=PROBES_8080)
+    hv = {"n1": {}, "n2": {}}
+    res = compiler.run(comp, hv, {"output_dir": str(old_dir)})
+    assert not res.get("failed"), res
+    comp = compile_documents(docs, probes=PROBES_8080)
+    out = tmp_path / "out"
+    res = compiler.run(comp, hv, {"output_dir": str(out), "lint": True, "lint_fail_on": "never",
+                                  "compare_to": str(old_dir), "fail_on": ["opened", "closed"], "host_details": True})
+    assert not res.get("failed"), res.get("msg")
+    assert res["matrix_diff_summary"]["opened"] == res["matrix_diff_summary"]["closed"] == 0
+    assert "would change once the staged policies are promoted" in res["msg"] and "lint: " in res["msg"]
+    assert "matrix diff against" in res["msg"]
+    for name in ("lint.json", "lint.md", "matrix-diff.json", "matrix-diff.md", "matrix.json", "matrix.md"):
+        assert (out / name).is_file(), name
+    assert "## Staged policies" in (out / "matrix.md").read_text(encoding="utf-8")
