@@ -1078,9 +1078,8 @@ class _Shadow:
             if pre is not None and pre.tiers_for(PREDNAT, INGRESS):
                 stages.append((PREDNAT, pre))
         stages.append((NORMAL, normal))
-        base = "%s-%s" % (DIR_SHORT[direction], normal.chain_id if named is None else named.chain_id)
-        if named is None:
-            base = "%s-any" % DIR_SHORT[direction]
+        # the "*" endpoint's chains are any-interface-at-all, as the enforced ones: an interface may be named "any"
+        base = "%s-%s" % (DIR_SHORT[direction], normal.chain_id)
         first = self._name(base)
         where = "interface %s" % iface if iface != WILDCARD else "all interfaces (*)"
         chain = self._chain(first, "pending world, host endpoint %s, %s, %s" % (normal.hep.name, where, direction))

@@ -341,3 +341,18 @@ def test_compile_run_with_lint_and_compare_to_on_a_staged_world(tmp_path):
     for name in ("lint.json", "lint.md", "matrix-diff.json", "matrix-diff.md", "matrix.json", "matrix.md"):
         assert (out / name).is_file(), name
     assert "## Staged policies" in (out / "matrix.md").read_text(encoding="utf-8")
+
+
+def test_an_interface_named_any_and_a_star_endpoint_get_distinct_shadow_chains():
+    docs = [hep("all", "n1", H1, iface="*"), hep("named-any", "n1", H1, iface="any", labels={"role": "db"}),
+            doc("Tier", "t1", {"order": 10}),
+            gnp("allow-web", tier="t1", selector="all()", ingress=[{"action": "Allow", "protocol": "TCP"}],
+                egress=[{"action": "Allow"}]),
+            staged("block", tier="t1", order=1, ingress=[{"action": "Deny", "protocol": "TCP",
+                                                          "destination": {"ports": [8080]}}])]
+    text = compile_documents(docs, staged_counters="count").ruleset("n1")
+    names = re.findall(r"^\tchain (\S+) \{", text, re.M)
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+    assert "pending-b-in-any" in names and "pending-b-in-any-interface-at-all" in names
+    assert '"any" : goto pending-b-in-any }' in text and "goto pending-b-in-any-interface-at-all" in text
+    assert problems(text) == []
