@@ -12,9 +12,10 @@ policy its shadow counters (render.py: ``hostfw-pending:b`` every new connection
 those the table allowed) per rule and host, and one verdict line.
 
 Attribution of a shadow counter to a staged policy X on a host: X's own rules; the end of X's tier
-where X applies to an endpoint of the host in the pending world (shared by every staged policy of
-that tier there); for a Delete of an enforced policy P, the end of P's tier, the profiles' Deny
-rules and the default deny of the directions where P applied.  Every other pending deny of an
+where X applies to an endpoint of the host in the pending world and either makes the tier apply
+there or replaces an enforced policy (shared by every such staged policy of that tier); for a
+Delete of an enforced policy P, the end of P's tier, the profiles' Deny rules and the default deny
+of the directions where P applied.  Every other pending deny of an
 allowed connection (several staged policies together) is listed as combined.
 
 This module imports nothing from Ansible.
@@ -194,10 +195,18 @@ def _attributed(change: StagedChange, plan, pending_plan, points) -> List[str]:
     """Keys of this host's deny points (other than the policy's own rules) attributed to ``change``."""
     out = set()
     if change.action == "Set" and pending_plan is not None:
+        # A policy added to a tier that applies today cannot send a connection to the tier's end (its
+        # rules decide or let the evaluation go on as before): the end of the tier counts for it only
+        # where it makes the tier apply, or where it replaces an enforced policy (whose rules go).
+        applies_today = set()
+        for ep in (plan.endpoints if plan is not None else ()):
+            for (cls, direction), tiers in ep.tiers:
+                applies_today.update((ep.hep.name, cls, direction, tp.name) for tp in tiers)
         for ep in pending_plan.endpoints:
             for (cls, direction), tiers in ep.tiers:
                 for tp in tiers:
-                    if change.staged in tp.policies and tp.default_action == "Deny":
+                    if change.staged in tp.policies and tp.default_action == "Deny" and (
+                            change.target is not None or (ep.hep.name, cls, direction, tp.name) not in applies_today):
                         out.add(decider_key("end-of-tier", cls, direction, "Deny", tp.name))
     if change.action == "Delete" and change.target is not None and plan is not None:
         for ep in plan.endpoints:

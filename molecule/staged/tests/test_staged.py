@@ -34,6 +34,8 @@ def test_twenty_connections_counted_as_would_deny_of_allowed_connections():
     assert rule["rule"] == "molecule/staged:molecule.block-8080 ingress[0] Deny"
     assert rule["hosts"]["st1"]["new_connections"] >= 20 and rule["hosts"]["st1"]["allowed_today"] >= 20
     assert block["verdict"].startswith("promoting molecule.block-8080 would have denied ")
+    # the SSH connections that reach the end of tier molecule are allow-ssh's (its Delete), not block-8080's
+    assert block["attributed"] == [] and block["would_deny_allowed_today"] == rule["allowed_today"]
     assert " since %s" % data["hosts"]["st1"]["counters_since"] in block["verdict"]
     assert data["hosts"]["st1"]["counters_since_source"] == "applied"
     rules = {r["rule"]: r for r in data["policy_rules"]}
@@ -44,6 +46,7 @@ def test_twenty_connections_counted_as_would_deny_of_allowed_connections():
 def test_the_staged_delete_of_allow_ssh_counts_the_management_connections():
     delete = staged(report(1), "allow-ssh")
     assert delete["stagedAction"] == "Delete" and delete["would_deny_allowed_today"] >= 1
+    assert {a["point"] for a in delete["attributed"]} == {"end-of-tier molecule ingress"}
     assert delete["verdict"].startswith("promoting allow-ssh would have denied ")
 
 

@@ -118,3 +118,31 @@ def test_no_host_counts_a_staged_policy_without_the_shadow_path():
     data = report.build(comp, {"n1": result(SHA["a"], SHA["a"], SHA["a"], {})}, T0)
     block = next(s for s in data["staged"] if s["name"] == "t1.block-8080")
     assert block["verdict"].startswith("no host counts t1.block-8080")
+
+
+def test_the_end_of_a_tier_counts_for_the_staged_policies_that_can_send_a_connection_there():
+    """A staged policy added to a tier that applies today cannot send a connection to the tier's end:
+    that count belongs to a Delete of the tier's policy (molecule scenario staged), to a new
+    version that replaces an enforced one, and to a staged policy that makes its tier apply."""
+    eot = {"hostfw-pending:b end-of-tier t1 ingress": [3, 180], "hostfw-pending:a end-of-tier t1 ingress": [3, 180],
+           "hostfw-pending:b end-of-tier t2 ingress": [5, 300], "hostfw-pending:a end-of-tier t2 ingress": [5, 300]}
+    docs = world()[:6] + [
+        doc("StagedGlobalNetworkPolicy", "allow", {"tier": "t1", "stagedAction": "Delete"}),
+        doc("GlobalNetworkPolicy", "web", {"tier": "t1", "order": 50, "selector": "all()",
+                                           "ingress": [{"action": "Allow", "protocol": "TCP",
+                                                        "destination": {"ports": [443]}}]}),
+        doc("Tier", "t2", {"order": 20}),
+        doc("StagedGlobalNetworkPolicy", "t2.only-ssh", {"tier": "t2", "selector": "all()", "ingress": [
+            {"action": "Allow", "protocol": "TCP", "destination": {"ports": [22]}}]}),
+        doc("StagedGlobalNetworkPolicy", "web", {"tier": "t1", "order": 50, "selector": "all()",
+                                                 "ingress": [{"action": "Allow", "protocol": "TCP",
+                                                              "destination": {"ports": [8443]}}]})]
+    comp = compile_documents(docs, staged_counters="count")
+    data = report.build(comp, {"n1": result(SHA["a"], SHA["a"], SHA["a"], eot)}, T0)
+    points = {s["name"]: sorted(a["point"] for a in s["attributed"]) for s in data["staged"]}
+    assert points == {"allow": ["end-of-tier t1 ingress"],  # Delete of a policy of t1
+                      "t1.block-8080": [],  # added to t1, which applies today
+                      "t2.only-ssh": ["end-of-tier t2 ingress"],  # makes t2 apply
+                      "web": ["end-of-tier t1 ingress"]}  # replaces the enforced web
+    block = next(s for s in data["staged"] if s["name"] == "t1.block-8080")
+    assert block["would_deny_allowed_today"] == 0
