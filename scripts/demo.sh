@@ -2,9 +2,12 @@
 # make demo: the lesson's two-node cluster, end to end.
 #   1. render: compile the Calico manifests of examples/two-node-cluster into one
 #      table inet hostfw per node and the policy matrix (no connection to any host);
-#   2. show the matrix;
+#   2. show the matrix; 2b. stage the lesson's next step (examples/two-node-cluster/staged) and show
+#      the cells its promotion would change;
 #   3. prove it: load the rendered files into network namespaces and open a real
-#      connection for every cell (needs root, iproute2 and nftables).
+#      connection for every cell (needs root, iproute2 and nftables);
+#   4. roll it out to containers over SSH (scripts/demo-containers.sh), then the staged next step
+#      with would-deny counters, real connections and the fleet report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,6 +25,17 @@ echo "== 2. the policy matrix ($OUT/matrix.md)"
 cat "$OUT/matrix.md"
 echo
 echo "rendered tables:"; for f in "$OUT"/*.nft; do echo "  $f"; done
+
+if [ -d "$INV/staged" ]; then
+    STAGED_VARS='{"hostfw_manifests": ["manifests/*.yaml", "staged/*.yaml"], "hostfw_staged_counters": true}'
+    echo
+    echo "== 2b. stage the lesson's next step ($INV/staged: a new version of node-host-firewall, staged)"
+    echo "   ansible-playbook -i $INV/inventory.yml hostfw.nftables.render -e hostfw_output_dir=$OUT/staged -e '$STAGED_VARS'"
+    ansible-playbook -i "$INV/inventory.yml" hostfw.nftables.render -e "hostfw_output_dir=$OUT/staged" \
+        -e "$STAGED_VARS" >/dev/null
+    echo "   what promoting it would change ($OUT/staged/matrix.md):"
+    sed -n '/^| source /,/^$/p; /^## Staged policies/,$p' "$OUT/staged/matrix.md"
+fi
 
 echo
 echo "== 3. prove the matrix with real connections through the rendered tables"
