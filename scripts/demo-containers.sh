@@ -203,6 +203,10 @@ def probe(cell):
     dst = eps[cell["destination"]]["ips"][0].split("/")[0]
     if cell["protocol"] != "TCP":
         return src, dst, "-", "untested (%s)" % cell["protocol"]
+    if "workload to host:" in cell["reason"]:
+        # a pod to its own host enters through its cali veth, which these containers do not have
+        # (the pods container reaches the nodes over the podman network); step 5 proves these cells
+        return src, dst, "-", "local"
     container = "controller" if src == gateway else node_of_ip.get(src, pods)
     run = [] if src == gateway else ["podman", "exec", container]
     out = subprocess.run(run + ["python3", "-c", PROBE, src, dst, str(cell["port"])],
@@ -215,7 +219,13 @@ with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
     results = list(pool.map(probe, cells))
 rows = [("source", "from", "destination", "probe", "compiled", "kernel", "reason")]
 bad = 0
+local = 0
 for cell, (src, dst, container, kernel) in zip(cells, results):
+    if kernel == "local":
+        local += 1
+        rows.append((cell["source"], "(its own host)", cell["destination"], "%s/%s" % (cell["protocol"], cell["port"]),
+                     cell["verdict"], "not here", cell["reason"] + " (a pod to its own host: proven in step 5's namespaces)"))
+        continue
     ok = kernel == cell["verdict"]
     bad += not ok
     rows.append((cell["source"], "%s (%s)" % (container, src), "%s (%s)" % (cell["destination"], dst),
@@ -228,7 +238,9 @@ print()
 if bad:
     print("%d of %d cells differ between the compiled matrix and the kernels of the node containers" % (bad, len(cells)))
     sys.exit(1)
-print("all %d cells proven with real connections between the containers (rolled out over SSH)" % len(cells))
+print("all %d cells proven with real connections between the containers (rolled out over SSH)%s" % (
+    len(cells) - local, "; %d cell(s) of pods to their own host are proven in network namespaces instead" % local
+    if local else ""))
 PY
 
 # --- e. second rollout: nothing to change ----------------------------------------------------

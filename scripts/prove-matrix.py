@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "netlab"))
 sys.path.insert(0, os.path.join(ROOT, ".collections"))
 
 import netlab  # noqa: E402
-from differential import OUTSIDE, DataplaneWorld  # noqa: E402
+from differential import DataplaneWorld, example_hostvars, prove_cells  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_inventory  # noqa: E402
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import files  # noqa: E402
@@ -42,59 +42,39 @@ def main(argv):
         return 3
     with open(os.path.join(out_dir, "matrix.json"), encoding="utf-8") as f:
         matrix = json.load(f)
-    import yaml
-    hosts = {}
-    with open(os.path.join(inv_dir, "inventory.yml"), encoding="utf-8") as f:
-        inv = yaml.safe_load(f)
-
-    def walk(group):
-        for name, hv in (group.get("hosts") or {}).items():
-            hosts[name] = dict(hv or {})
-        for child in (group.get("children") or {}).values():
-            walk(child or {})
-    walk(inv["all"])
-    with open(os.path.join(inv_dir, "group_vars", "all.yml"), encoding="utf-8") as f:
-        shared = yaml.safe_load(f) or {}
-    for hv in hosts.values():
-        for k, v in shared.items():
-            hv.setdefault(k, v)
-    comp = compile_inventory(hosts, inv_dir)
-
+    comp = compile_inventory(example_hostvars(inv_dir), inv_dir)
     with netlab.Lab() as lab:
-        world = DataplaneWorld(comp, lab)
-        for host in world.hosts:
-            lab.add_node(host, world.host_ips[host])
-        lab.add_node(OUTSIDE, world.outside_ips)
-        world._static_neighbours()
+        world = DataplaneWorld(comp, lab, local_workloads=True)
+        tables = {}
         for host in world.hosts:
             path = os.path.join(out_dir, files.host_file_name(host))
-            rc, err = lab.node(host).load_nft(path)
-            if rc != 0:
-                print("nft -f %s failed: %s" % (path, err))
-                return 1
-            print("loaded %s into namespace %s (nft -f, one transaction)" % (path, lab.node(host).netns))
-        ip_node = {ip: h for h in world.hosts for ip in world.host_ips[h]}
-        eps = {e["name"]: e for e in matrix["endpoints"]}
-        flows, cells = [], []
-        for cell in matrix["cells"]:
-            src_ip, dst_ip = eps[cell["source"]]["ips"][0], eps[cell["destination"]]["ips"][0]
-            proto = cell["protocol"].lower() if cell["protocol"] in ("TCP", "UDP") else "icmp"
-            flows.append(netlab.Flow(ip_node.get(src_ip, OUTSIDE), src_ip, ip_node[dst_ip], dst_ip, proto,
-                                     cell["port"]))
-            cells.append(cell)
-        results = lab.probe_many(flows)
-    width = max(len(c["source"]) for c in cells)
-    dwidth = max(len(c["destination"]) for c in cells)
+            with open(path, encoding="utf-8") as f:
+                tables[host] = f.read()
+        try:
+            proven = prove_cells(world, matrix, tables)
+        except AssertionError as exc:
+            print(exc)
+            return 1
+        for host in world.hosts:
+            print("loaded %s into namespace %s (nft -f, one transaction)" % (
+                os.path.join(out_dir, files.host_file_name(host)), lab.node(host).netns))
+    rows = []
+    for c, r in proven:
+        src, dst = (c["source"], c["destination"]) if "source" in c else ("host " + c["node"], c["workload"])
+        rows.append((src, dst, c, r))
+    width = max(len(row[0]) for row in rows)
+    dwidth = max(len(row[1]) for row in rows)
     print()
     print("%-*s  %-*s  %-10s %-8s %-8s  %s" % (
         width, "source", dwidth, "destination", "probe", "compiled", "kernel", "reason"))
     bad = 0
-    for c, r in zip(cells, results):
+    for src, dst, c, r in rows:
         ok = (c["verdict"] == "allow") == r.allowed
         bad += not ok
         print("%-*s  %-*s  %-10s %-8s %-8s  %s%s" % (
-            width, c["source"], dwidth, c["destination"], "%s/%s" % (c["protocol"], c["port"]), c["verdict"],
+            width, src, dwidth, dst, "%s/%s" % (c["protocol"], c["port"]), c["verdict"],
             "allow" if r.allowed else "deny", c["reason"], "" if ok else "   <-- MISMATCH (%s)" % r.detail))
+    cells = rows
     print()
     if bad:
         print("%d of %d cells differ between the compiled matrix and the kernel" % (bad, len(cells)))

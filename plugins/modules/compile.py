@@ -186,8 +186,8 @@ hosts:
     - With a staged policy in the world, C(pending_failsafe_proof) is the same proof once the staged policies are
       promoted (the rollout warns when it fails), C(pending_differs) whether promoting them changes the host, and
       C(staged_counters) whether its table carries the shadow path.
-    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written): the host name and
-      C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
+    - C(file) is the name of the host's table file in O(output_dir) (C(path) when written). It is the host name
+      and C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
       made safe and unique with a hash (C(../x) becomes C(_x-<12 hex digits>.nft)).
   returned: always
   type: dict

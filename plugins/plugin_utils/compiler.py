@@ -363,7 +363,7 @@ def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[st
     out: Dict[str, Any] = {"changed": False, "diff_text": None, "failures": []}
     notes = []
     probes = options.get("probes") or comp.inventory.probes
-    fail_on = [c for c in (options.get("fail_on") or [])]
+    fail_on = list(options.get("fail_on") or [])
     bad = [c for c in fail_on if c not in FAIL_ON_CHANGES]
     lint_fail_on = options.get("lint_fail_on") or "error"
     if bad or lint_fail_on not in lint.FAIL_ON:
@@ -391,9 +391,9 @@ def _review(comp: Compilation, options: Mapping[str, Any], host_results: Dict[st
                                                      check_mode, diffs)
         failing = report.failing(lint_fail_on)
         if failing:
-            out["failures"].append("hostfw: %d lint finding(s) at or above %s (lint_fail_on; acknowledge one with the "
-                                   "annotation %s: CODE):\n%s" % (len(failing), lint_fail_on, lint.IGNORE_ANNOTATION,
-                                                                   lint.failing_text(failing)))
+            out["failures"].append(
+                "hostfw: %d lint finding(s) at or above %s (lint_fail_on; acknowledge one with the annotation %s: "
+                "CODE):\n%s" % (len(failing), lint_fail_on, lint.IGNORE_ANNOTATION, lint.failing_text(failing)))
     if options.get("compare_to"):
         t0 = time.perf_counter()
         data = matrix_diff.compare(str(options["compare_to"]), comp, probes, out_dir or "candidate",

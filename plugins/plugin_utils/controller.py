@@ -26,10 +26,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import errors, sources
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation
 
-HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
-             "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
-             "hostfw_matrix_probes", "hostfw_failsafe_defaults", "hostfw_node_labels", "hostfw_protected_ports",
-             "hostfw_verify_management_access", "hostfw_staged_counters", "ansible_host")
+HOST_VARS = sources.HOST_VARS
 CACHE_KEEP = 16  # cache entries kept per directory (the newest)
 
 _CORE_DIR = os.path.dirname(os.path.abspath(__file__))

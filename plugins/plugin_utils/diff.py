@@ -59,12 +59,6 @@ MD_CELLS_PER_GROUP = 5
 MD_NAMES = 8
 INVENTORY_NAMES = ("inventory.yml", "inventory.yaml", "inventory", "inventory.ini", "hosts.yml", "hosts.yaml",
                    "hosts", "hosts.ini")
-# The hostfw variables read from an inventory (controller.HOST_VARS, repeated: controller imports
-# the compiler, which imports this module).
-HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
-             "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
-             "hostfw_matrix_probes", "hostfw_failsafe_defaults", "hostfw_node_labels", "hostfw_protected_ports",
-             "hostfw_verify_management_access", "ansible_host")
 
 
 def _absent(label: str) -> Dict[str, str]:
@@ -573,7 +567,7 @@ def inventory_hostvars(data: Mapping[str, Any], source: str) -> Dict[str, Dict[s
     for host in sorted(names):
         hv = meta.get(host) or {}
         values = {}
-        for var in HOST_VARS:
+        for var in sources.HOST_VARS:
             if var in hv:
                 if has_template(hv[var]):
                     problems.append(errors.Problem(

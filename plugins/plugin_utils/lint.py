@@ -121,8 +121,8 @@ class Finding:
         return out
 
     def __str__(self) -> str:
-        return "%s %s %s %s: %s: %s (%s)" % (self.code, self.severity, self.kind, self.name, self.path, self.message,
-                                              self.location)
+        return "%s %s %s %s: %s: %s (%s)" % (
+            self.code, self.severity, self.kind, self.name, self.path, self.message, self.location)
 
 
 @dataclass
@@ -942,8 +942,8 @@ class Linter:
                     other = 6 if 4 in fams_not else 4
                     self.add("HF006", p, p.kind, self.policy_name(p), _rule_path(direction, i),
                              "notNets of IPv%d only: the rule has no IPv%d variant at all (Calico drops a rule whose "
-                             "nets cannot match a family), so it does not apply to IPv%d" % (6 if other == 4 else 4,
-                                                                                           other, other),
+                             "nets cannot match a family), so it does not apply to IPv%d" % (
+                                 6 if other == 4 else 4, other, other),
                              "on the dual-stack host(s) %s, IPv%d traffic is not %s by this rule" % (
                                  _names(hosts), other, {"Deny": "denied", "Allow": "allowed"}.get(rule.action, "matched")),
                              "add the IPv%d networks to notNets too (e.g. notNets: [10.0.0.0/8, fd00::/8]) or add a "
@@ -991,7 +991,7 @@ class Linter:
                              where=[{"source": c["source"], "destination": c["destination"],
                                      "protocol": c["protocol"], "port": c["port"]} for c in cells])
             if (p.selector is None or p.selector.is_all) and weps and heps:
-                selected = [w for w in self.world.workload_endpoints.values()]
+                selected = list(self.world.workload_endpoints.values())
                 self.add("HF007", p, p.kind, self.policy_name(p), "spec.selector",
                          "selector all() selects every workload as well as the host endpoints",
                          "the %d workload(s) of the inventory (%s) now get tier %s's policy: their traffic that this "
@@ -1262,8 +1262,9 @@ class Linter:
                      "the %s rule never decides a verdict on host(s) %s%s" % (
                          rule.action, _names(hosts),
                          "" if same else "; the traffic it names gets the earlier verdict instead"),
-                     "remove the rule%s" % ("" if same else ", or move it before %s (order, or an earlier tier), or "
-                                                           "narrow that rule" % (labels[0] if labels else "them")),
+                     "remove the rule%s" % (
+                         "" if same else ", or move it before %s (order, or an earlier tier), or narrow that rule" % (
+                             labels[0] if labels else "them")),
                      rule.annotations, where=st["where"])
 
     # -- all ----------------------------------------------------------------------------------
@@ -1299,8 +1300,9 @@ def to_markdown(report: Report) -> str:
     if not report.findings:
         lines.append("No findings.")
     for f in report.findings:
-        lines += ["## %s %s (%s)%s: %s %s" % (f.code, f.title, f.severity, " acknowledged" if f.acknowledged else "",
-                                            f.kind, f.name), "",
+        heading = "## %s %s (%s)%s: %s %s" % (
+            f.code, f.title, f.severity, " acknowledged" if f.acknowledged else "", f.kind, f.name)
+        lines += [heading, "",
                   "- where: `%s` %s" % (f.path, f.location),
                   "- what: %s" % f.message,
                   "- consequence: %s" % f.consequence,

@@ -42,6 +42,12 @@ DEFAULT_PROBES = ({"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 1
 PROBE_PROTOCOLS = ("TCP", "UDP", "SCTP", "ICMP", "ICMPv6")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 FAILSAFE_DEFAULT_CHOICES = ("protect-hosts", "felix")
+# The inventory variables the compiler reads (the controller passes only these; the diff reads
+# them from an old inventory).
+HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
+             "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
+             "hostfw_matrix_probes", "hostfw_failsafe_defaults", "hostfw_node_labels", "hostfw_protected_ports",
+             "hostfw_verify_management_access", "hostfw_staged_counters", "ansible_host")
 
 _YAML_BASE = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 

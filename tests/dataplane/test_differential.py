@@ -19,12 +19,13 @@ from hypothesis import HealthCheck, given, settings
 
 import netlab  # noqa: E402
 from worlds import doc, gnp, hep, long_name_world, rich_world, wep, worlds  # noqa: E402
-from differential import DataplaneWorld, report  # noqa: E402
+from differential import DataplaneWorld, example_hostvars, prove_cells, report  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import compile_documents, compile_inventory  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(ROOT, "examples", "two-node-cluster")
+PROTECT_HOSTS = os.path.join(ROOT, "examples", "protect-hosts")
 
 PROBES = (("tcp", 22), ("tcp", 80), ("tcp", 443), ("tcp", 8080), ("udp", 80), ("udp", 53), ("icmp", None))
 STRANGERS = ("198.51.100.7", "2001:db8:99::7")
@@ -198,33 +199,52 @@ def test_rich_world_every_feature_at_once():
                 extra=STRANGERS + ("203.0.113.9", "192.0.2.77"))
 
 
+def kernel_matrix(inv_dir, hostvars=None, probes=None):
+    """Compile an example inventory, prove every matrix cell with a real connection; return the
+    verdicts {(source, destination, port): (verdict, reason)} after asserting the kernel agrees."""
+    comp = compile_inventory(hostvars if hostvars is not None else example_hostvars(inv_dir), inv_dir)
+    matrix = comp.matrix(probes)
+    with netlab.Lab() as lab:
+        proven = prove_cells(DataplaneWorld(comp, lab, local_workloads=True), matrix)
+
+    def key(c):
+        return (c["source"], c["destination"], c["port"]) if "source" in c else ("host " + c["node"], c["workload"],
+                                                                                 c["port"])
+    wrong = ["%s -> %s port %s: matrix %s (%s), kernel %s" % (key(c) + (c["verdict"], c["reason"], r.verdict))
+             for c, r in proven if (c["verdict"] == "allow") != r.allowed]
+    assert not wrong, "\n".join(wrong)
+    assert len(proven) == len(matrix["cells"]) + len(matrix.get("local") or ()) > 0
+    return {key(c): (c["verdict"], c["reason"]) for c, dummy in proven}
+
+
 def test_demo_matrix_is_what_the_kernel_does():
     hosts = {"policy-llm-control-plane": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.2"},
              "policy-llm-worker": {"hostfw_manifests": ["manifests/*.yaml"], "ansible_host": "172.18.0.3"}}
-    comp = compile_inventory(hosts, DEMO)
-    matrix = comp.matrix([{"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 10250}])
-    with netlab.Lab() as lab:
-        dw = DataplaneWorld(comp, lab)
-        dw.build()
-        ip_node = {ip: h for h in dw.hosts for ip in dw.host_ips[h]}
-        flows, cells = [], []
-        eps = {e["name"]: e for e in matrix["endpoints"]}
-        for cell in matrix["cells"]:
-            src_ip = eps[cell["source"]]["ips"][0]
-            dst_ip = eps[cell["destination"]]["ips"][0]
-            flows.append(netlab.Flow(ip_node.get(src_ip, "outside"), src_ip, ip_node[dst_ip], dst_ip, "tcp", cell["port"]))
-            cells.append(cell)
-        results = lab.probe_many(flows)
-        wrong = ["%s -> %s TCP/%s: matrix %s (%s), kernel %s" % (
-            c["source"], c["destination"], c["port"], c["verdict"], c["reason"], r.verdict)
-            for c, r in zip(cells, results) if (c["verdict"] == "allow") != r.allowed]
-        assert not wrong, "\n".join(wrong)
-        verdicts = {(c["source"], c["destination"], c["port"]): c["verdict"] for c in cells}
-        assert verdicts[("prod/backend", "host/node-worker", 10250)] == "deny"
-        assert verdicts[("calico-system/calico-node", "host/node-worker", 10250)] == "allow"
-        assert verdicts[("kube-system/kube-apiserver", "host/node-control-plane", 10250)] == "allow"
-        assert verdicts[("host/node-control-plane", "host/node-worker", 10250)] == "allow"
-        assert verdicts[("dev/frontend", "host/node-control-plane", 22)] == "allow"
+    probes = [{"protocol": "TCP", "port": 22}, {"protocol": "TCP", "port": 10250}]
+    verdicts = {k: v[0] for k, v in kernel_matrix(DEMO, hosts, probes).items()}
+    assert verdicts[("prod/backend", "host/node-worker", 10250)] == "deny"
+    assert verdicts[("calico-system/calico-node", "host/node-worker", 10250)] == "allow"
+    assert verdicts[("kube-system/kube-apiserver", "host/node-control-plane", 10250)] == "allow"
+    assert verdicts[("host/node-control-plane", "host/node-worker", 10250)] == "allow"
+    assert verdicts[("dev/frontend", "host/node-control-plane", 22)] == "allow"
+
+
+def test_protect_hosts_example_is_what_the_kernel_does():
+    """Calico's "Protect hosts" page (examples/protect-hosts): the default failsafes keep SSH open
+    from anywhere on my-host although the policy allows it only from the management subnet; the
+    node FelixConfiguration of my-hardened-host narrows that failsafe, so SSH from elsewhere is
+    denied there, and still allowed from the management subnet by the narrowed failsafe."""
+    v = kernel_matrix(PROTECT_HOSTS)
+    plain, hard = "host/my-host-eth0", "host/my-hardened-host-eth0"
+    assert v[("netset/elsewhere", plain, 22)] == ("allow", "ingress: failsafe inbound tcp:22")
+    assert v[("netset/elsewhere", hard, 22)][0] == "deny"
+    assert v[("netset/management", hard, 22)] == ("allow", "ingress: failsafe inbound tcp:172.18.0.0/24:22")
+    assert v[("netset/elsewhere", hard, 10250)][0] == "allow"
+    assert "k8s-worker ingress rule 2" in v[("netset/elsewhere", hard, 10250)][1]
+    assert v[("netset/elsewhere", plain, 8080)][0] == "deny"
+    # the egress side of the page: a host may not open SSH to the other (only etcd, DNS, DHCP out)
+    assert v[(plain, hard, 22)][0] == "deny" and "egress" in v[(plain, hard, 22)][1]
+    assert v[(plain, hard, 2379)][0] == "allow"
 
 
 # -- random worlds -------------------------------------------------------------------------------

@@ -98,7 +98,7 @@ AWX_TYPES = {"text": str, "textarea": str, "password": str, "multiplechoice": st
              "integer": int, "float": float}
 
 # Variables a survey must never set: everything hostfw reads as policy or as a per-host input to
-# the compiler (plugins/plugin_utils/controller.py HOST_VARS), plus the rollout's test hooks and
+# the compiler (plugins/plugin_utils/sources.py HOST_VARS), plus the rollout's test hooks and
 # safety switches that only an inventory owner may change.
 POLICY_VARIABLES = frozenset((
     "hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",

@@ -287,15 +287,19 @@ def test_filters_by_name_and_by_verdict(driver, two_node, tmp_path):
     set_filter(driver, "f-verdict", "deny")
     shown = shown_cells(driver)
     assert {k[0] for k in shown} == {"dev/frontend", "prod/backend"}
-    assert {k[2] for k in shown} == {"TCP/10250"}
-    assert all(c["text"] == "DENY" for c in shown.values()) and len(shown) == 4
+    # TCP/10250 from both app pods; TCP/22 too from prod/backend to its own host (workload to host: Drop)
+    assert {k[2] for k in shown} == {"TCP/10250", "TCP/22"}
+    denied = [k for k, c in shown.items() if c["text"] == "DENY"]
+    assert len(denied) == 5 and ("prod/backend", "host/node-worker", "TCP/22") in denied
+    # the one other cell of the visible rows and columns (dev/frontend -> node-worker TCP/22, allow) is blanked
+    assert [c["cls"] for c in shown.values() if c["text"] != "DENY"] == ["cell filtered"]
     assert js(driver, "return document.getElementById('status').textContent") == (
-        "2 of 6 sources \u00d7 2 of 4 destination probes; 4 cells: 0 allow, 4 deny, 0 changed")
+        "2 of 6 sources \u00d7 3 of 4 destination probes; 5 cells: 0 allow, 5 deny, 0 changed")
     set_filter(driver, "f-verdict", "allow")
     shown = shown_cells(driver)
     assert [c for c in shown.values() if c["text"] == "DENY"] == []
     assert {c["cls"] for c in shown.values() if c["text"] == ""} <= {"cell filtered", "cell none"}
-    assert len([c for c in shown.values() if c["text"] == "allow"]) == 16
+    assert len([c for c in shown.values() if c["text"] == "allow"]) == 15
     set_filter(driver, "f-verdict", "changed")  # no pending verdicts: nothing changes
     assert shown_cells(driver) == {}
 

@@ -66,19 +66,19 @@ def test_compare_to_an_output_dir_or_an_inventory_and_fail_on(tmp_path, trap):
         out = tmp_path / label
         proc = render(trap, out, "-e", "hostfw_compare_to=%s" % compare, "-e", "hostfw_lint_fail_on=never")
         assert proc.returncode == 0, proc.stdout
-        assert "matrix diff against %s: 4 opened, 0 closed" % compare in proc.stdout
+        assert "matrix diff against %s: 3 opened, 0 closed" % compare in proc.stdout
         data = json.loads((out / "matrix-diff.json").read_text())
-        assert data["summary"] == {"cells": 20, "closed": 0, "only_new": 0, "only_old": 0, "opened": 4, "unchanged": 16}
+        assert data["summary"] == {"cells": 20, "closed": 0, "only_new": 0, "only_old": 0, "opened": 3, "unchanged": 17}
         assert [(c["source"], c["destination"], c["port"]) for c in data["changes"]] == [
             ("dev/frontend", "host/node-control-plane", 10250), ("dev/frontend", "host/node-worker", 10250),
-            ("prod/backend", "host/node-control-plane", 10250), ("prod/backend", "host/node-worker", 10250)]
+            ("prod/backend", "host/node-control-plane", 10250)]  # prod/backend -> its own host: Drop
         assert data["groups"][0]["old_reason"] == "ingress: end of tier host-firewall (defaultAction Deny)"
         assert 'id="hostfw-diff"' in (out / "matrix.html").read_text()
-        assert "## 1. opened: 4 cell(s)" in (out / "matrix-diff.md").read_text()
+        assert "## 1. opened: 3 cell(s)" in (out / "matrix-diff.md").read_text()
     gate = render(trap, tmp_path / "c", "-e", "hostfw_compare_to=%s" % (tmp_path / "old"), "-e", "hostfw_fail_on=opened",
                   "-e", "hostfw_lint_fail_on=never")
     assert gate.returncode != 0
-    assert "hostfw: the change opened 4 cell(s) (fail_on: opened) against %s:" % (tmp_path / "old") in gate.stdout
+    assert "hostfw: the change opened 3 cell(s) (fail_on: opened) against %s:" % (tmp_path / "old") in gate.stdout
     assert (tmp_path / "c" / "matrix-diff.json").is_file()
     closed_only = render(trap, tmp_path / "d", "-e", "hostfw_compare_to=%s" % (tmp_path / "old"), "-e",
                          '{"hostfw_fail_on": ["closed"]}', "-e", "hostfw_lint_fail_on=never")

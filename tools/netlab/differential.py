@@ -68,10 +68,17 @@ class Mismatch:
 
 
 class DataplaneWorld:
-    def __init__(self, comp: Compilation, lab: netlab.Lab, extra_sources: Sequence[str] = ()):
+    def __init__(self, comp: Compilation, lab: netlab.Lab, extra_sources: Sequence[str] = (),
+                 local_workloads: bool = False):
+        """``local_workloads``: a WorkloadEndpoint whose ``spec.node`` is one of the hosts becomes a
+        pod of that host (its own namespace behind its ``interfaceName`` veth, routed like Calico's)
+        instead of an address in ``outside``, so that pod-to-own-host and host-to-own-pod traffic
+        crosses the workload interface as on a real node."""
         self.comp = comp
         self.lab = lab
         self.hosts = comp.hosts_with_rulesets()
+        # pod name in the lab -> (host, addresses, host-side interface, "namespace/name")
+        self.pods: Dict[str, Tuple[str, List[str], str, str]] = {}
         self.host_ips: Dict[str, List[str]] = {}
         self.host_of_ip: Dict[str, str] = {}
         for host in self.hosts:
@@ -85,8 +92,15 @@ class DataplaneWorld:
             for ip in ips:
                 self.host_of_ip.setdefault(ip, host)
         outside = []
+        host_of_node = {comp.plan(h).node: h for h in self.hosts}
         for wep in comp.world.workload_endpoints.values():
-            outside += [n.split("/")[0] for n in wep.ip_networks]
+            ips = [n.split("/")[0] for n in wep.ip_networks]
+            if local_workloads and wep.node in host_of_node and ips:
+                name = "pod%d" % len(self.pods)
+                self.pods[name] = (host_of_node[wep.node], ips, wep.interface_name or netlab.workload_ifname(name),
+                                   "%s/%s" % (wep.namespace, wep.name))
+                continue
+            outside += ips
         for ns in comp.world.network_sets.values():
             from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import first_address
             outside += [first_address(n) for n in ns.nets if not n.endswith("/0")]
@@ -95,13 +109,17 @@ class DataplaneWorld:
 
     # -- lab ------------------------------------------------------------------------------------
 
-    def build(self) -> None:
+    def build(self, tables: Optional[Dict[str, str]] = None) -> None:
+        """One namespace per host (its table from ``tables`` if given, else compiled) and ``outside``."""
         for host in self.hosts:
             self.lab.add_node(host, self.host_ips[host], ifname=IFACE)
         self.lab.add_node(OUTSIDE, self.outside_ips, ifname=IFACE)
+        for name, (host, ips, ifname, dummy) in sorted(self.pods.items()):
+            self.lab.add_workload(name, host, ips, host_ifname=ifname)
         self._static_neighbours()
         for host in self.hosts:
-            rc, err = self.lab.node(host).load_nft(self.comp.ruleset(host))
+            text = tables[host] if tables is not None else self.comp.ruleset(host)
+            rc, err = self.lab.node(host).load_nft(text)
             if rc != 0:
                 raise AssertionError("nft -f of %s's table failed: %s" % (host, err))
 
@@ -109,11 +127,12 @@ class DataplaneWorld:
         """Permanent IPv6 neighbour entries: Calico (and so hostfw) does not open ICMPv6
         neighbour discovery on a default-deny host endpoint; the test is about policy, not ND."""
         macs = {}
-        for name, node in self.lab.nodes.items():
+        nodes = {n: node for n, node in self.lab.nodes.items() if not isinstance(node, netlab.Workload)}
+        for name, node in nodes.items():
             out = node.exec(["ip", "-j", "link", "show", IFACE]).stdout
             macs[name] = json.loads(out)[0]["address"]
-        for name, node in self.lab.nodes.items():
-            for other, onode in self.lab.nodes.items():
+        for name, node in nodes.items():
+            for other, onode in nodes.items():
                 if other == name:
                     continue
                 for ip in onode.ipv6:
@@ -290,3 +309,72 @@ def report(mismatches: Sequence[Mismatch], docs=None, limit: int = 40) -> str:
         lines.append("world:")
         lines.append(json.dumps(docs, indent=1, sort_keys=True, default=str))
     return "\n".join(lines)
+
+
+# -- examples: an inventory directory as the render playbook sees it, proven cell by cell -----------
+
+def example_hostvars(inv_dir: str) -> Dict[str, Dict]:
+    """The host variables of an example inventory directory (``inventory.yml`` plus
+    ``group_vars/all.yml``), as Ansible would merge them for these simple layouts."""
+    import yaml
+    with open(os.path.join(inv_dir, "inventory.yml"), encoding="utf-8") as f:
+        inv = yaml.safe_load(f)
+    hosts: Dict[str, Dict] = {}
+
+    def walk(group):
+        for name, hv in (group.get("hosts") or {}).items():
+            hosts[name] = dict(hv or {})
+        for child in (group.get("children") or {}).values():
+            walk(child or {})
+    walk(inv["all"])
+    shared_path = os.path.join(inv_dir, "group_vars", "all.yml")
+    shared = {}
+    if os.path.exists(shared_path):
+        with open(shared_path, encoding="utf-8") as f:
+            shared = yaml.safe_load(f) or {}
+    for hv in hosts.values():
+        for k, v in shared.items():
+            hv.setdefault(k, v)
+    return hosts
+
+
+def prove_cells(world: "DataplaneWorld", matrix: Dict, tables: Optional[Dict[str, str]] = None):
+    """Build the lab (each host's table from ``tables`` if given, else compiled), open one real
+    connection per matrix cell and per cell of the matrix's ``local`` section (a host to its own
+    pod: needs ``DataplaneWorld(local_workloads=True)``), return ``[(cell, ProbeResult)]`` in the
+    matrix's order, local cells last (they have ``node`` and ``workload`` instead of source and
+    destination)."""
+    world.build(tables)
+    lab = world.lab
+    ip_node = {ip: h for h in world.hosts for ip in world.host_ips[h]}
+    pod_of = {}
+    for name, (dummy, ips, dummy_if, label) in world.pods.items():
+        pod_of[label] = name
+        for ip in ips:
+            ip_node[ip] = name
+    eps = {e["name"]: e for e in matrix["endpoints"]}
+    flows, cells = [], []
+
+    def proto_of(cell):
+        return cell["protocol"].lower() if cell["protocol"] in ("TCP", "UDP") else "icmp"
+
+    for cell in matrix["cells"]:
+        src_ip, dst_ip = eps[cell["source"]]["ips"][0], eps[cell["destination"]]["ips"][0]
+        flows.append(netlab.Flow(ip_node.get(src_ip, OUTSIDE), src_ip, ip_node[dst_ip], dst_ip, proto_of(cell),
+                                 cell["port"]))
+        cells.append(cell)
+    host_of_node = {world.comp.plan(h).node: h for h in world.hosts}
+    for cell in matrix.get("local") or ():
+        pod = pod_of.get(cell["workload"])
+        if pod is None:
+            raise AssertionError("local cell %s -> %s: the pod is not in the lab (DataplaneWorld(local_workloads=True))"
+                                 % (cell["node"], cell["workload"]))
+        host = host_of_node[cell["node"]]
+        pod_ip = world.pods[pod][1][0]
+        fam = 6 if ":" in pod_ip else 4
+        host_ip = next((ip for ip in world.host_ips[host] if (6 if ":" in ip else 4) == fam), None)
+        if host_ip is None:
+            raise AssertionError("local cell %s -> %s: the host has no IPv%d address" % (host, pod, fam))
+        flows.append(netlab.Flow(host, host_ip, pod, pod_ip, proto_of(cell), cell["port"]))
+        cells.append(cell)
+    return list(zip(cells, lab.probe_many(flows)))
