@@ -65,7 +65,8 @@ pytest_run() {
 }
 
 stage_unit() {
-    pytest_run tests/unit tests/integration
+    # four workers on CI's two cores: many tests wait on subprocesses (ansible-playbook, nft, a browser)
+    pytest_run -n "${HOSTFW_TEST_WORKERS:-4}" tests/unit tests/integration
 }
 
 stage_dataplane() {

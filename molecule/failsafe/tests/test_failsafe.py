@@ -28,9 +28,13 @@ def test_nothing_armed_applied_or_persisted(host):
 def test_protected_ports_refusal_names_port_tier_and_policy():
     text = log("protected-ports")
     assert "the failsafe proof failed, nothing was changed on the host" in text
-    for port in ("tcp:22", "tcp:179", "tcp:2379"):
-        assert re.search(r"protected inbound port %s \(IPv[46]\) would be closed on all interfaces \(\*\) of host fs1 "
-                         r"by tier lockdown policy close-control-ports ingress rule 0 \(Deny\)" % port, text), text
+    # one line per host and cause: the three ports together, the deciding rule, the one fix
+    cause = ("host fs1: protected inbound ports tcp:22, tcp:179, tcp:2379 (IPv4) closed for every source on all "
+             "interfaces (*) by tier lockdown policy close-control-ports ingress rule 0 (Deny); fix: allow them in a "
+             "policy (a failsafe net or an Allow from your management network is enough), restore the failsafe in "
+             "the FelixConfiguration, or remove them from hostfw_protected_ports")
+    assert cause in text, text
+    assert "would be closed" not in text
     assert "Arm the rollback" not in text
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import ansible
 import pytest
 
 from ansible_collections.hostfw.nftables.plugins.modules import nft_table
@@ -20,6 +21,9 @@ from ansible_collections.hostfw.nftables.plugins.modules import nft_table
 HERE = os.path.dirname(os.path.abspath(__file__))
 # the directory that holds ansible_collections/ (the checkout's .collections, or ansible-test's copy)
 COLLECTIONS = os.path.abspath(os.path.join(os.path.dirname(nft_table.__file__), *[".."] * 5))
+# and the ansible-core the tests run with (ansible-test units puts it on the path by PYTHONPATH)
+MODULE_PATH = os.pathsep.join([COLLECTIONS, os.path.dirname(os.path.dirname(os.path.abspath(ansible.__file__)))]
+                              + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 CANDIDATE = """table inet hostfw
 delete table inet hostfw
@@ -67,7 +71,7 @@ class Host:
         args.setdefault("lock_timeout", 5)
         args["_ansible_check_mode"] = check_mode
         environ = dict(os.environ, PATH="%s:%s" % (self.bin, os.environ.get("PATH", "")),
-                       FAKE_NFT_STATE=str(self.state_file), PYTHONPATH=COLLECTIONS)
+                       FAKE_NFT_STATE=str(self.state_file), PYTHONPATH=MODULE_PATH)
         environ.pop("SSH_CONNECTION", None)
         environ.update(env or {})
         proc = subprocess.run([sys.executable, "-m", "ansible_collections.hostfw.nftables.plugins.modules.nft_table"],
