@@ -20,20 +20,21 @@ from ansible_collections.hostfw.nftables.plugins.module_utils import _nft_report
 from ansible_collections.hostfw.nftables.plugins.modules import nft_report  # noqa: F401 pylint: disable=unused-import
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_nft_table import CANDIDATE, COLLECTIONS, PREVIOUS, Host  # noqa: E402 pylint: disable=wrong-import-position
+from test_nft_table import CANDIDATE, MODULE_PATH, PREVIOUS, Host  # noqa: E402 pylint: disable=wrong-import-position
 
 
 def report(host, **args):
     args.setdefault("state_dir", str(host.state_dir))
     args.setdefault("persist_path", str(host.persist))
     environ = dict(os.environ, PATH="%s:%s" % (host.bin, os.environ.get("PATH", "")),
-                   FAKE_NFT_STATE=str(host.state_file), PYTHONPATH=COLLECTIONS)
+                   FAKE_NFT_STATE=str(host.state_file), PYTHONPATH=MODULE_PATH)
     before = host.state_file.read_text() if host.state_file.exists() else None
     proc = subprocess.run([sys.executable, "-m", "ansible_collections.hostfw.nftables.plugins.modules.nft_report"],
                           input=json.dumps({"ANSIBLE_MODULE_ARGS": args}), capture_output=True, text=True, env=environ,
                           cwd=str(host.tmp), timeout=60, check=False)
     after = host.state_file.read_text() if host.state_file.exists() else None
     assert before == after, "nft_report changed the ruleset"
+    assert proc.stdout.strip().startswith("{"), "module output is not JSON: %s %s" % (proc.stdout, proc.stderr)
     return json.loads(proc.stdout)
 
 

@@ -21,6 +21,7 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import to_m
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.abspath(os.path.join(HERE, "..", "..", "..")))
+sys.path.insert(0, HERE)  # test_nft_compat (ansible-test units does not put the test's directory on the path)
 from worlds import doc, gnp, hep, rich_world, worlds  # noqa: E402 pylint: disable=wrong-import-position
 from test_nft_compat import problems  # noqa: E402 pylint: disable=wrong-import-position
 
