@@ -26,6 +26,11 @@ Per-host throughput is compared two ways: hosts per second of the whole process 
 where both tools ran, and the marginal cost per host (the slope of wall time against hosts over
 those sizes), which leaves out each tool's fixed start-up cost.
 
+* **staged**: the manifest variant of ``--staged-hosts`` hosts with ``--staged`` staged policies added
+  and ``hostfw_staged_counters: true`` (every host's table gets the shadow path that counts the
+  pending world), against the same world without them, run alternately ``--repeat`` times: the
+  ratio of the median wall times (target <= 1.2), and the shadow path's rule count per host.
+
 Then the *wide* host: one host selected by ``--wide-policies`` policies whose source selectors
 cover ``--wide-addresses`` addresses: rule count of its table against 1.1 x the policy rules,
 and the ``nft -f`` load time in a fresh network namespace (root only).
@@ -35,6 +40,7 @@ into ``--results`` (default bench/results) and prints the table.
 
     bench/run.py                                  # the default sizes (about 5 minutes)
     BENCH_SIZES=100,1000 bench/run.py             # hosts (P = --policies), or NxP pairs: 1000x500
+    bench/run.py --sizes 100 --aerleon-max-hosts 0 --vars-max-hosts 0 --matrix-max-hosts 0 --no-wide  # ~ staged only
     bench/run.py --sizes 20x20 --aerleon-max-hosts 20 --wide-policies 20 --wide-addresses 200 --results /tmp/r
 """
 
@@ -288,13 +294,13 @@ def fleet_hostfw_median(size, work, repeat):
     return chosen
 
 
-def fleet_hostfw(size, work, variant, playbook, timeout):
+def fleet_hostfw(size, work, variant, playbook, timeout, staged=0):
     hosts, policies = size
     base = os.path.join(work, "%s-%dx%d" % (variant, hosts, policies))
     if variant == "vars":
         inv = generate.write_fleet_vars(base, hosts, policies)
     else:
-        inv = generate.write_fleet_manifest(base, hosts, policies)
+        inv = generate.write_fleet_manifest(base, hosts, policies, staged)
     out = os.path.join(base, "out")
     run = run_hostfw(inv, out, base, variant, playbook=playbook, timeout=timeout)
     problems = []
@@ -318,6 +324,68 @@ def fleet_hostfw(size, work, variant, playbook, timeout):
     run.update({"tool": "hostfw", "variant": variant, "hosts": hosts, "policies": policies,
                 "ok": run["rc"] == 0 and not problems, "problems": problems})
     return run
+
+
+def shadow_rules(path):
+    """Rules of the shadow path of one rendered table: {"before": n, "after": n} (pending-b-*, pending-a-*)."""
+    counts = {"before": 0, "after": 0}
+    phase = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            text = line.strip()
+            if text.startswith("chain "):
+                phase = {"pending-b": "before", "pending-a": "after"}.get(text.split()[1][:9])
+                continue
+            if phase and text and not text.startswith(("#", "}", "type ")):
+                counts[phase] += 1
+    return counts
+
+
+def staged_bench(work, hosts, policies, staged, repeat):
+    """The fleet with and without ``staged`` staged policies (and the shadow path), alternately."""
+    plain, with_staged = [], []
+    for dummy in range(max(1, repeat)):
+        plain.append(fleet_hostfw((hosts, policies), work, "manifest", PLAYBOOK_NOMATRIX, None))
+        with_staged.append(fleet_hostfw((hosts, policies), work, "staged", PLAYBOOK_NOMATRIX, None, staged=staged))
+    res = {"hosts": hosts, "policies": policies, "staged": staged,
+           "walls_without": [r["wall"] for r in plain], "walls_with": [r["wall"] for r in with_staged],
+           "ok": all(r["ok"] for r in plain + with_staged),
+           "problems": [p for r in plain + with_staged for p in r["problems"]]}
+    if not res["ok"]:
+        return res
+    a, b = (sorted(runs, key=lambda r: r["wall"])[len(runs) // 2] for runs in (plain, with_staged))
+    res.update({"wall_without": a["wall"], "wall_with": b["wall"], "ratio": b["wall"] / a["wall"],
+                "compile_without": a["stages"].get("compile_and_write"), "compile_with": b["stages"].get("compile_and_write")})
+    out = os.path.join(work, "staged-%dx%d" % (hosts, policies), "out")
+    host0 = os.path.join(out, "%s.nft" % generate.host_name(0))
+    res["shadow_rules_per_host"] = shadow_rules(host0)
+    plain0 = os.path.join(work, "manifest-%dx%d" % (hosts, policies), "out", "%s.nft" % generate.host_name(0))
+    with open(plain0, encoding="utf-8") as f:
+        res["enforced_rules_per_host"] = count_rules(f.read())["rules"]
+    res["size_without"] = os.path.getsize(plain0)
+    res["size_with"] = os.path.getsize(host0)
+    checked = nft_check(host0)
+    res["nft_check"] = None if checked is None else checked[0]
+    if checked is not None and not checked[0]:
+        res["ok"] = False
+        res["problems"].append("nft -c rejects the staged %s.nft: %s" % (generate.host_name(0), checked[1]))
+    return res
+
+
+def staged_text(st):
+    if not st:
+        return ""
+    if not st.get("ok"):
+        return "\nStaged policies: PROBLEMS: %s\n" % "; ".join(st.get("problems") or ["?"])
+    sh = st["shadow_rules_per_host"]
+    return ("\nStaged policies (%d hosts x %d policies + %d staged, hostfw_staged_counters on, alternate runs):\n"
+            "  whole process %.2f s with vs %.2f s without (medians of %s / %s): %.2fx; compile_and_write %s vs %s s\n"
+            "  shadow path per host: %d rules before and %d after the filter chains (%d enforced rules); "
+            "table %d vs %d bytes\n" % (
+                st["hosts"], st["policies"], st["staged"], st["wall_with"], st["wall_without"],
+                ", ".join("%.2f" % w for w in st["walls_with"]), ", ".join("%.2f" % w for w in st["walls_without"]),
+                st["ratio"], _fmt(st["compile_with"]), _fmt(st["compile_without"]), sh["before"], sh["after"],
+                st["enforced_rules_per_host"], st["size_with"], st["size_without"]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -558,7 +626,7 @@ def table(runs):
     return "\n".join(lines)
 
 
-def summarise(runs, wide_res, main_policies):
+def summarise(runs, wide_res, main_policies, staged_res=None):
     """Throughput, ratio, linear fit and the targets."""
     def pick(tool_name, variant):
         return {r["hosts"]: r for r in runs if r["tool"] == tool_name and r["variant"] == variant and r["ok"]
@@ -624,6 +692,12 @@ def summarise(runs, wide_res, main_policies):
             ld["median"], ld["min"], max(ld["runs"]), _fmt(ld["replace"], "%.3f"))
         target("nft -f of that host into a fresh network namespace (median of %d)" % len(ld["runs"]), "< 1 s",
                measured, ld["median"] < 1.0)
+    if staged_res and staged_res.get("ok"):
+        target("render of %s hosts x %d policies + %d staged policies with the shadow path, whole process"
+               % ("{:,}".format(staged_res["hosts"]), staged_res["policies"], staged_res["staged"]),
+               "<= 1.2 x without them",
+               "%.2fx (%.2f vs %.2f s)" % (staged_res["ratio"], staged_res["wall_with"], staged_res["wall_without"]),
+               staged_res["ratio"] <= 1.2)
     return {"throughput": throughput, "fit": fit, "compile_fit": compile_fit, "marginal": marginal, "targets": targets}
 
 
@@ -765,11 +839,11 @@ def report(path):
     """Re-print the tables of a results.json (after a change of the report, not of what is measured)."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
-    runs, wide_res, sizes = data["runs"], data.get("wide"), data["sizes"]
+    runs, wide_res, sizes, staged_res = data["runs"], data.get("wide"), data["sizes"], data.get("staged")
     policies = sorted({s[1] for s in sizes})
     main_policies = DEFAULT_POLICIES if DEFAULT_POLICIES in policies else policies[0]
-    summary = summarise(runs, wide_res, main_policies)
-    text = table(runs) + "\n" + summary_text(summary, wide_res)
+    summary = summarise(runs, wide_res, main_policies, staged_res)
+    text = table(runs) + "\n" + summary_text(summary, wide_res) + staged_text(staged_res)
     for note in data.get("notes") or []:
         text += "\n\nNote: " + note
     print(text)
@@ -799,6 +873,9 @@ def main(argv=None) -> int:
     parser.add_argument("--wide-policies", type=int, default=1000)
     parser.add_argument("--wide-addresses", type=int, default=100000)
     parser.add_argument("--no-wide", action="store_true")
+    parser.add_argument("--staged", type=int, default=int(os.environ.get("BENCH_STAGED") or 100),
+                        help="staged policies added for the staged measurement (0: skip it)")
+    parser.add_argument("--staged-hosts", type=int, default=int(os.environ.get("BENCH_STAGED_HOSTS") or 1000))
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
     parser.add_argument("--workdir", default=os.environ.get("BENCH_WORKDIR"),
                         help="where workloads and outputs go (default: a temporary directory, removed)")
@@ -865,6 +942,10 @@ def main(argv=None) -> int:
                 log(fleet_hostfw(size, work, "render+matrix", PLAYBOOK_RENDER, args.timeout))
             if aclgen and size[0] <= args.aerleon_max_hosts:
                 log(fleet_aerleon(size, work, args.timeout))
+        staged_res = None
+        if args.staged:
+            staged_res = staged_bench(work, args.staged_hosts, args.policies, args.staged, args.repeat)
+            print(staged_text(staged_res).strip(), flush=True)
         wide_res = None
         if not args.no_wide:
             wide_res = wide(work, args.wide_policies, args.wide_addresses)
@@ -873,8 +954,8 @@ def main(argv=None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     main_policies = args.policies if any(size[1] == args.policies for size in sizes) else sizes[0][1]
-    summary = summarise(runs, wide_res, main_policies)
-    text = table(runs) + "\n" + summary_text(summary, wide_res)
+    summary = summarise(runs, wide_res, main_policies, staged_res)
+    text = table(runs) + "\n" + summary_text(summary, wide_res) + staged_text(staged_res)
     for note in notes:
         text += "\n\nNote: " + note
     print()
@@ -890,7 +971,8 @@ def main(argv=None) -> int:
     with open(os.path.join(args.results, "table.md"), "w", encoding="utf-8") as f:
         f.write(header + text + "\n")
     result = {"started": started.isoformat(), "finished": finished.isoformat(), "command": command,
-              "environment": env_start, "load_average_end": os.getloadavg()[0], "sizes": sizes, "runs": runs, "wide": wide_res, "notes": notes,
+              "environment": env_start, "load_average_end": os.getloadavg()[0], "sizes": sizes, "runs": runs, "wide": wide_res,
+              "staged": staged_res, "notes": notes,
               "plot": None if plot_note else os.path.basename(png)}
     result.update(summary)
     # no paths of this machine in committed results: logs were in a temporary directory

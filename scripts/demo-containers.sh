@@ -16,6 +16,9 @@
 #   d. prove every cell of out/demo/matrix.json with a real connection between the containers
 #      (compiled verdict vs the kernel's), failing on any mismatch;
 #   e. run the rollout again: it must report changed=0;
+#   g. with INVENTORY_DIR/staged (the lesson's next step as a StagedGlobalNetworkPolicy): roll out with
+#      it and hostfw_staged_counters (the enforced policy is unchanged, the tables get the shadow path),
+#      make real connections, run the fleet report (hostfw.nftables.report) and print report.md;
 #   f. remove the containers and the network (HOSTFW_DEMO_KEEP=1 keeps them for a look around).
 #
 # Needs root and podman (runc, and debootstrap for the first image build). Without them it says what
@@ -250,4 +253,38 @@ if [ -z "$recap" ] || grep -qv 'changed=0 ' <<<"$recap"; then
     exit 1
 fi
 echo "   second rollout: changed=0 on every host"
+
+# --- g. the lesson's next step, staged: what would it do to live traffic? --------------------
+if [ -d "$INV/staged" ]; then
+    STAGED_OUT=$OUT/staged
+    STAGED_VARS='{"hostfw_manifests": ["manifests/*.yaml", "staged/*.yaml"], "hostfw_staged_counters": true}'
+    echo "-- g. stage the next step ($INV/staged) and count what it would deny on live traffic"
+    echo "   rollout with -e '$STAGED_VARS':"
+    echo "   the enforced policy is unchanged; each node's table gets the shadow path (counters only)"
+    "${ROLLOUT[@]}" -e "$STAGED_VARS" > "$STATE/rollout-staged.log" 2>&1 || { cat "$STATE/rollout-staged.log"; exit 1; }
+    grep -E 'hostfw: WARNING' "$STATE/rollout-staged.log" | sed 's/^ */   /' || true
+    sed -n '/^PLAY RECAP/,$p' "$STATE/rollout-staged.log"
+    CONNECTIONS=10
+    echo "   traffic: $CONNECTIONS new connections from calico-system/calico-node (10.244.0.10) and from"
+    echo "   kube-system/kube-apiserver (10.244.0.20) to TCP 10250 of every node (all allowed today)"
+    for n in "${NODES[@]}"; do
+        for src in 10.244.0.10 10.244.0.20; do
+            podman exec "$PODS" python3 -c '
+import socket, sys
+ok = 0
+for _ in range(int(sys.argv[3])):
+    s = socket.socket(); s.settimeout(3); s.bind((sys.argv[1], 0))
+    s.connect((sys.argv[2], 10250)); s.close(); ok += 1
+print("     %s -> %s:10250: %d of %s connected" % (sys.argv[1], sys.argv[2], ok, sys.argv[3]))
+' "$src" "${n#*=}" "$CONNECTIONS"
+        done
+    done
+    REPORT=(ansible-playbook -i "$INV/inventory.yml" hostfw.nftables.report -e "hostfw_output_dir=$STAGED_OUT"
+            -e "@$STATE/connection.json" -e "$STAGED_VARS")
+    echo "   report: ${REPORT[*]}"
+    "${REPORT[@]}" > "$STATE/report.log" 2>&1 || { cat "$STATE/report.log"; exit 1; }
+    echo
+    cat "$STAGED_OUT/report.md"
+    echo
+fi
 echo "-- step 4 took ${SECONDS}s (cleanup follows)"

@@ -2,13 +2,15 @@
 # make demo: the lesson's two-node cluster and Calico's "Protect hosts" page, end to end.
 #   1. render: compile the Calico manifests of examples/two-node-cluster into one
 #      table inet hostfw per node and the policy matrix (no connection to any host);
-#   2. show the matrix;
+#   2. show the matrix; 2b. stage the lesson's next step (examples/two-node-cluster/staged) and show
+#      the cells its promotion would change;
 #   3. review a change before rollout: the lesson's trap (a source selector all()), as the
 #      matrix diff and the lint a pull request reviewer reads;
 #   4. render examples/protect-hosts (the page's policy and its narrowed SSH failsafe);
 #   5. prove both matrices: load the rendered files into network namespaces and open a real
 #      connection for every cell (needs root, iproute2 and nftables);
-#   6. roll the two-node cluster out to local containers over SSH and prove it there (podman).
+#   6. roll the two-node cluster out to local containers over SSH and prove it there (podman), then
+#      the staged next step with would-deny counters, real connections and the fleet report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -26,6 +28,17 @@ echo "== 2. the policy matrix ($OUT/matrix.md)"
 cat "$OUT/matrix.md"
 echo
 echo "rendered tables:"; for f in "$OUT"/*.nft; do echo "  $f"; done
+
+if [ -d "$INV/staged" ]; then
+    STAGED_VARS='{"hostfw_manifests": ["manifests/*.yaml", "staged/*.yaml"], "hostfw_staged_counters": true}'
+    echo
+    echo "== 2b. stage the lesson's next step ($INV/staged: a new version of node-host-firewall, staged)"
+    echo "   ansible-playbook -i $INV/inventory.yml hostfw.nftables.render -e hostfw_output_dir=$OUT/staged -e '$STAGED_VARS'"
+    ansible-playbook -i "$INV/inventory.yml" hostfw.nftables.render -e "hostfw_output_dir=$OUT/staged" \
+        -e "$STAGED_VARS" >/dev/null
+    echo "   what promoting it would change ($OUT/staged/matrix.md):"
+    sed -n '/^| source /,/^$/p; /^## Staged policies/,$p' "$OUT/staged/matrix.md"
+fi
 
 echo
 echo "== 3. review a change before rollout: the lesson's trap, node-host-firewall's source selector set to all()"

@@ -6,8 +6,8 @@
 # A RUN is SCENARIO@SUITE (SUITE: bullseye = Debian 11, bookworm = Debian 12, trixie = Debian 13),
 # SCENARIO alone (on bookworm), or "platforms" (pytest tests/platforms: the golden tables through the
 # real module with each release's own nft and python3, in a chroot inside a network namespace).
-# Without arguments: default on all three releases, rollback on Debian 11 and 12, failsafe and
-# coexist on Debian 12, then platforms.
+# Without arguments: default on all three releases, rollback on Debian 11 and 12, failsafe,
+# coexist and staged on Debian 12, then platforms.
 #
 # Builds each release's image when needed (scripts/build-image.sh SUITE, cached by recipe hash),
 # points podman at molecule/containers.conf, runs `molecule test -s SCENARIO` with
@@ -26,7 +26,7 @@ DEFAULT_SUITE=bookworm
 RUNS=("$@")
 if [[ ${#RUNS[@]} -eq 0 ]]; then
     RUNS=(default@bullseye default@bookworm default@trixie rollback@bullseye rollback@bookworm
-          failsafe@bookworm coexist@bookworm platforms)
+          failsafe@bookworm coexist@bookworm staged@bookworm platforms)
 fi
 
 for tool in podman molecule ansible-playbook; do

@@ -173,25 +173,47 @@ def worlds(draw):
             spec["order"] = order
         docs.append(doc("Tier", name, spec))
         tiers.append(name)
-    for j in range(draw(st.integers(1, 5))):
-        cls = draw(st.sampled_from(["normal"] * 6 + ["doNotTrack", "preDNAT"]))
-        spec = {"tier": draw(st.sampled_from(tiers)), "selector": draw(st.sampled_from(SELECTORS[:8]))}
-        order = draw(st.sampled_from([None, 1, 5, 10]))
-        if order is not None:
-            spec["order"] = order
-        if cls == "preDNAT":
-            spec.update(preDNAT=True, applyOnForward=True, ingress=draw(rules("ingress")))
-            spec["types"] = ["Ingress"]
+    n_policies = draw(st.integers(1, 5))
+    for j in range(n_policies):
+        docs.append(gnp("p%d" % j, **draw(policy_specs(tiers))))
+    # Staged policies (docs/semantics.md §3.7): a new policy or a new version of an enforced one
+    # (Set), the deletion of an enforced one (Delete), or one that changes nothing (Learn, Ignore).
+    for k in range(draw(st.integers(0, 2))):
+        action = draw(st.sampled_from(["Set", "Set", "Set", None, "Delete", "Learn"]))
+        if action == "Delete":
+            name = "p%d" % draw(st.integers(0, n_policies - 1))
+            spec = {"stagedAction": "Delete"}
         else:
-            spec["ingress"] = draw(rules("ingress"))
-            spec["egress"] = draw(rules("egress"))
-            types = draw(st.sampled_from([None, ["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
-            if types:
-                spec["types"] = types
-            if cls == "doNotTrack":
-                spec.update(doNotTrack=True, applyOnForward=True)
-        docs.append(gnp("p%d" % j, **spec))
+            name = draw(st.sampled_from(["s%d" % k, "p%d" % draw(st.integers(0, n_policies - 1))]))
+            spec = draw(policy_specs(tiers, classes=["normal"] * 5 + ["doNotTrack", "preDNAT"]))
+            if action is not None:
+                spec["stagedAction"] = action
+        if name in [d["metadata"]["name"] for d in docs if d["kind"] == "StagedGlobalNetworkPolicy"]:
+            continue
+        docs.append(doc("StagedGlobalNetworkPolicy", name, spec))
     return docs
+
+
+@st.composite
+def policy_specs(draw, tiers, classes=None):
+    """The spec of a GlobalNetworkPolicy (or of a staged one) of a random world."""
+    cls = draw(st.sampled_from(classes or ["normal"] * 6 + ["doNotTrack", "preDNAT"]))
+    spec = {"tier": draw(st.sampled_from(tiers)), "selector": draw(st.sampled_from(SELECTORS[:8]))}
+    order = draw(st.sampled_from([None, 1, 5, 10]))
+    if order is not None:
+        spec["order"] = order
+    if cls == "preDNAT":
+        spec.update(preDNAT=True, applyOnForward=True, ingress=draw(rules("ingress")))
+        spec["types"] = ["Ingress"]
+    else:
+        spec["ingress"] = draw(rules("ingress"))
+        spec["egress"] = draw(rules("egress"))
+        types = draw(st.sampled_from([None, ["Ingress"], ["Egress"], ["Ingress", "Egress"]]))
+        if types:
+            spec["types"] = types
+        if cls == "doNotTrack":
+            spec.update(doNotTrack=True, applyOnForward=True)
+    return spec
 
 
 def long_name_world():

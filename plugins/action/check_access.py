@@ -5,7 +5,8 @@
 connection?  A thin adapter over ``Compilation.check_access``, its argument spec derived from
 ``plugins/modules/check_access.py``; the validated world comes from the compile cache
 (``plugin_utils.controller``), so only the hosts asked about are compiled.  ``flows`` checks many
-hosts' connections in one task (the rollout checks a whole batch at once).
+hosts' connections in one task (the rollout checks a whole batch at once); ``world: pending``
+asks the pending world (every staged policy promoted).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ActionModule(ActionBase):
             try:
                 verdict = comp.check_access(str(flow["host"]), str(flow["source"]), str(flow["destination"]),
                                             str(flow.get("protocol") or "TCP").upper(), int(flow["port"]),
-                                            flow.get("interface"))
+                                            flow.get("interface"), world=args.get("world") or "enforced")
             except ValueError as exc:
                 problems.append("%s: %s (use IP address literals for source and destination)" % (where, exc))
                 continue

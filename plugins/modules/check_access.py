@@ -15,7 +15,7 @@ description:
     policy world that M(hostfw.nftables.compile) filled in the same run) and evaluates one new connection against
     the table of O(host) with Calico's semantics, without touching the host.
   - The rollout role uses it to prove that the management connection Ansible uses stays open before it applies
-    a candidate.
+    a candidate, and, with O(world=pending), to warn when promoting the staged policies would cut it.
 options:
   host:
     description:
@@ -40,6 +40,17 @@ options:
       - Interface the connection arrives on. Default is the interface of C(hostfw_interfaces) that holds
         O(destination), else the host endpoint whose expectedIPs contain it, else the all-interfaces endpoint.
     type: str
+  world:
+    description:
+      - The policy world that decides. V(enforced) is what the compiled tables enforce.
+      - V(pending) is the world once every staged policy is promoted (C(StagedGlobalNetworkPolicy) with
+        C(stagedAction) C(Set) added to its tier or replacing the enforced policy of the same name, C(Delete)
+        removing that policy, C(Learn) and C(Ignore) changing nothing), answering "would this connection
+        survive the promotion". Without staged policies both worlds are the same.
+      - Applies to every flow of O(flows).
+    type: str
+    choices: [enforced, pending]
+    default: enforced
   flows:
     description:
       - Several connections checked in one task (one compile of the world), each a mapping with the keys
@@ -81,6 +92,15 @@ EXAMPLES = r"""
     that: access.allowed
     fail_msg: "management access would be cut: {{ access.reason }}"
 
+- name: Would the management connection survive promoting the staged policies?
+  hostfw.nftables.check_access:
+    host: "{{ inventory_hostname }}"
+    source: 192.0.2.10
+    destination: "{{ ansible_host }}"
+    port: 22
+    world: pending
+  register: after_promotion
+
 - name: Check the SSH flows of several hosts in one task
   hostfw.nftables.check_access:
     flows:
@@ -103,13 +123,19 @@ allowed:
   sample: true
 reason:
   description: What decides, for example C(failsafe inbound tcp:22) or
-    C(tier host-firewall policy node-host-firewall ingress rule 0 (Allow)) or C(end of tier host-firewall (defaultAction Deny)).
+    C(tier host-firewall policy node-host-firewall ingress rule 0 (Allow)) or C(end of tier host-firewall (defaultAction Deny));
+    a rule of a staged policy (O(world=pending)) reads C(policy staged:<name>).
   returned: success, with O(host)
   type: str
 interface:
   description: The interface the connection was evaluated on (C(*) for the all-interfaces endpoint).
   returned: success, with O(host)
   type: str
+world:
+  description: The policy world that decided (O(world)).
+  returned: success, with O(host)
+  type: str
+  sample: pending
 packet:
   description: The packet evaluated, in words.
   returned: success, with O(host)

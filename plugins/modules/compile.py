@@ -29,6 +29,16 @@ description:
     is false (the operator took the risk of cutting access).
   - Optionally evaluates connection checks (for example the management connection) and builds the policy
     matrix.
+  - "Staged policies (C(StagedGlobalNetworkPolicy)) are never enforced. When the world has one, every matrix cell
+    also gets its C(pending) verdict (the world with every staged policy promoted: C(Set) adds the policy to its
+    tier or replaces the enforced policy of the same name, C(Delete) removes that policy, C(Learn) and C(Ignore)
+    change nothing), and every host its C(pending_failsafe_proof) (RV(hosts))."
+  - "A host whose C(hostfw_staged_counters) is C(true) (or C(log)) gets a shadow path in its table when promoting
+    the staged policies would change its verdicts: base chains before and after the enforced filter chains that
+    count, for the first packet of each new connection, where the pending world would decide it (comments
+    C(hostfw-pending:b ...) and C(hostfw-pending:a ...)), and never accept, drop or reject anything; C(log) also
+    logs (rate-limited, prefix C(hostfw-pending)) each connection allowed today that the pending world would deny.
+    Default false: the table is exactly the enforced one. The playbook C(hostfw.nftables.report) reads the counts."
   - "Use it with C(run_once: true); the C(hostfw.nftables.render) playbook and the C(hostfw.nftables.rollout)
     role do."
 options:
@@ -215,6 +225,9 @@ hosts:
   description:
     - Per inventory host results (empty when O(host_details) is false). C(failsafe_inbound) and
       C(failsafe_outbound) are the host's failsafe entries, from its FelixConfiguration.
+    - With a staged policy in the world, C(pending_failsafe_proof) is the same proof once the staged policies are
+      promoted (the rollout warns when it fails), C(pending_differs) whether promoting them changes the host, and
+      C(staged_counters) whether its table carries the shadow path.
     - C(file) is the name of the host's table file in O(output_dir) (C(path) when written). It is the host name
       and C(.nft) for a plain name (letters, digits, C(_.@+-), at most 128 characters, no leading dot), else the name
       made safe and unique with a hash (C(../x) becomes C(_x-<12 hex digits>.nft)).
@@ -231,6 +244,9 @@ hosts:
       failsafe_proof: {ok: true, messages: [], checked: 32}
       failsafe_inbound: [{protocol: tcp, port: 22, net: null}]
       failsafe_outbound: [{protocol: udp, port: 53, net: null}]
+      pending_failsafe_proof: {ok: true, messages: [], checked: 32}
+      pending_differs: true
+      staged_counters: false
 checks:
   description: One result per item of O(checks), with C(allowed), C(reason), C(interface) and C(packet).
   returned: always
@@ -245,6 +261,10 @@ matrix:
 matrix_cells:
   description: Number of matrix cells.
   returned: when the matrix is built
+  type: int
+matrix_pending_changes:
+  description: Number of matrix cells whose verdict changes once the staged policies are promoted.
+  returned: when the matrix is built and the world has a staged policy
   type: int
 compiled:
   description: Number of hosts that got a table.

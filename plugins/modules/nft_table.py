@@ -650,6 +650,10 @@ class NftTable(object):
             self.result["armed"] = False
             raise NftTableError("nft -f of the candidate failed, nothing changed, rollback disarmed: %s" % err.strip(),
                                 rc=rc, stderr=err)
+        if armed:
+            # when the counters of the new table started (read back by hostfw.nftables.nft_report)
+            armed["applied_at"] = time.time()
+            self.state.write_json("armed.json", armed)
         after = listing_sha256(self.current_listing())
         self.result.update({"changed": True, "applied": True, "sha256_after": after})
         if after != stage["candidate_sha256"]:
@@ -685,7 +689,7 @@ class NftTable(object):
         self.result["rollback"]["pending"] = False
         self.result.update({"changed": True, "applied": verify, "armed": False})
         self.state.write_json("confirmed.json", {"id": armed["id"], "sha256": cur_sha, "at": time.time(),
-                                                 "verified": verify})
+                                                 "verified": verify, "applied_at": armed.get("applied_at")})
 
     def op_status(self):
         armed, pending, fired = self.armed_now()

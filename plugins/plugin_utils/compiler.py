@@ -9,8 +9,15 @@ This is the one entry point used by the action plugins, the benchmark and the te
     comp.ruleset("node1")                             # nft text, or None without a HostEndpoint
     comp.failsafe_proof("node1")                      # every failsafe entry accepted first?
     comp.check_access("node1", "10.0.0.9", "10.0.0.5", "TCP", 22)
+    comp.check_access("node1", "10.0.0.9", "10.0.0.5", "TCP", 22, world="pending")
     comp.matrix(probes)
     run(comp, hostvars, options)                      # what the compile action returns
+
+The *pending* world (docs/semantics.md §3.7) is the enforced one with every staged policy
+promoted: ``comp.plan(host, "pending")``, ``failsafe_proof(..., world="pending")`` and
+``check_access(..., world="pending")`` answer "what if the staged policies were promoted".
+``comp.set_staged_counters(host, mode)`` (``hostfw_staged_counters``) adds the shadow path that
+counts the pending world's verdicts on live traffic to that host's table (render.py).
 
 Per-host work (plan, render) is done on demand and cached; hosts whose plans are equal share the
 rendered body.  ``timings`` records the seconds spent in each stage.
@@ -29,9 +36,14 @@ from ansible_collections.hostfw.nftables.plugins.plugin_utils import diff as mat
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import lint
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import Evaluator
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.matrix import MatrixBuilder, to_markdown
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import HostPlan, Model
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import ENFORCED, PENDING, WORLDS, HostPlan, Model
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.proofs import Proof
-from ansible_collections.hostfw.nftables.plugins.plugin_utils.render import Renderer
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.render import (
+    SHADOW_COUNT, SHADOW_LOG, Renderer, shadow_directions)
+
+# hostfw_staged_counters values -> the shadow mode of the renderer (None: no shadow path)
+STAGED_COUNTERS = {"false": None, "off": None, "no": None, "true": SHADOW_COUNT, "on": SHADOW_COUNT,
+                   "yes": SHADOW_COUNT, "count": SHADOW_COUNT, "log": SHADOW_LOG}
 
 
 def sha256(text: str) -> str:
@@ -50,8 +62,12 @@ class Compilation:
         self.renderer = Renderer(self.model)
         self.evaluator = Evaluator(self.model)
         self._plans: Dict[str, Optional[HostPlan]] = {}
+        self._pending_plans: Dict[str, Optional[HostPlan]] = {}
         self._rulesets: Dict[str, Optional[str]] = {}
         self._proven: Dict[tuple, int] = {}
+        # host -> shadow mode (render.SHADOW_COUNT or SHADOW_LOG): hostfw_staged_counters
+        self.staged_counters: Dict[str, str] = {}
+        self.matrix_attribution: Dict[tuple, List[str]] = {}
 
     @property
     def hosts(self) -> List[str]:
@@ -61,15 +77,43 @@ class Compilation:
     def warnings(self) -> List[str]:
         return list(self.world.warnings) + list(self.model.warnings)
 
-    def plan(self, host: str) -> Optional[HostPlan]:
+    def plan(self, host: str, world: str = ENFORCED) -> Optional[HostPlan]:
+        if world == PENDING:
+            if not self.model.has_staged:
+                return self.plan(host)
+            if host not in self._pending_plans:
+                self._pending_plans[host] = self.model.host_plan(host, pending=True)
+            return self._pending_plans[host]
         if host not in self._plans:
             self._plans[host] = self.model.host_plan(host)
         return self._plans[host]
 
+    def pending_differs(self, host: str) -> bool:
+        """Whether promoting the staged policies changes this host's plan (in the classes the
+        shadow path covers)."""
+        plan = self.plan(host)
+        if plan is None or not self.model.has_staged:
+            return False
+        return bool(shadow_directions(plan, self.plan(host, PENDING)))
+
+    def set_staged_counters(self, host: str, mode: Optional[str]) -> None:
+        """Render (or not, ``mode`` None) the shadow path for ``host``: ``render.SHADOW_COUNT``
+        or ``render.SHADOW_LOG``.  Call before the host's ruleset is rendered."""
+        if mode is None:
+            self.staged_counters.pop(host, None)
+        else:
+            self.staged_counters[host] = mode
+        self._rulesets.pop(host, None)
+
     def ruleset(self, host: str) -> Optional[str]:
         if host not in self._rulesets:
             plan = self.plan(host)
-            self._rulesets[host] = self.renderer.render(plan) if plan is not None else None
+            if plan is None:
+                self._rulesets[host] = None
+            else:
+                shadow = self.staged_counters.get(host) if self.model.has_staged else None
+                pending = self.plan(host, PENDING) if shadow else None
+                self._rulesets[host] = self.renderer.render(plan, pending, shadow)
         return self._rulesets[host]
 
     def hosts_with_rulesets(self) -> List[str]:
@@ -78,12 +122,12 @@ class Compilation:
     # -- proofs -------------------------------------------------------------------------------
 
     def failsafe_proof(self, host: str, protected_inbound: Sequence[api.FailsafeEntry] = (),
-                       protected_outbound: Sequence[api.FailsafeEntry] = ()) -> Proof:
-        """:func:`proofs.failsafe_proof` of one host.  Hosts whose endpoints share interfaces,
-        tiers and profiles (the model shares the tier tuples of endpoints alike) and Felix
-        settings share the outcome: a proven shape is proven for all of them.  Failures are
-        recomputed per host, so that messages name the host."""
-        plan = self.plan(host)
+                       protected_outbound: Sequence[api.FailsafeEntry] = (), world: str = ENFORCED) -> Proof:
+        """:func:`proofs.failsafe_proof` of one host (``world`` pending: of its pending plan).
+        Hosts whose endpoints share interfaces, tiers and profiles (the model shares the tier
+        tuples of endpoints alike) and Felix settings share the outcome: a proven shape is proven
+        for all of them.  Failures are recomputed per host, so that messages name the host."""
+        plan = self.plan(host, world)
         if plan is None:
             return proofs.failsafe_proof(self.evaluator, plan, host)
         shape = (tuple((ep.iface, id(ep.tiers), tuple(p.name for p in ep.profiles)) for ep in plan.endpoints),
@@ -99,20 +143,29 @@ class Compilation:
         return proof
 
     def check_access(self, host: str, source: str, destination: str, protocol: str, port: Optional[int],
-                     iface: Optional[str] = None) -> Dict[str, Any]:
-        """Would ``host`` accept a new connection from ``source`` to its ``destination``:``port``?"""
-        return proofs.check_access(self.evaluator, self.plan(host), host, self.inventory.interfaces.get(host) or {},
-                                   source, destination, protocol, port, iface)
+                     iface: Optional[str] = None, world: str = ENFORCED) -> Dict[str, Any]:
+        """Would ``host`` accept a new connection from ``source`` to its ``destination``:``port``?
+        ``world`` pending: would it once the staged policies are promoted?"""
+        if world not in WORLDS:
+            raise ValueError("world %r is not one of %s" % (world, ", ".join(WORLDS)))
+        result = proofs.check_access(self.evaluator, self.plan(host, world), host,
+                                     self.inventory.interfaces.get(host) or {}, source, destination, protocol, port,
+                                     iface)
+        result["world"] = world
+        return result
 
     # -- matrix --------------------------------------------------------------------------------
 
     def matrix(self, probes: Optional[Sequence[Dict]] = None) -> Dict:
+        """The policy matrix; with a staged policy in the world, every cell has its pending
+        verdict (``matrix_attribution`` then says which staged policies change which cell)."""
         builder = MatrixBuilder(self.model, self.inventory.hosts_of_node)
-        return builder.build(probes if probes is not None else self.inventory.probes)
+        out = builder.build(probes if probes is not None else self.inventory.probes)
+        self.matrix_attribution = builder.attribution
+        return out
 
-    @staticmethod
-    def matrix_markdown(matrix: Dict) -> str:
-        return to_markdown(matrix)
+    def matrix_markdown(self, matrix: Dict) -> str:
+        return to_markdown(matrix, self.matrix_attribution if matrix.get("staged") else None)
 
 
 def compile_inventory(hostvars: Mapping[str, Mapping[str, Any]], base_dir: str) -> Compilation:
@@ -126,8 +179,9 @@ def compile_inventory(hostvars: Mapping[str, Mapping[str, Any]], base_dir: str) 
 
 def compile_documents(documents, nodes: Optional[Dict[str, str]] = None,
                       interfaces: Optional[Dict[str, Dict[str, Sequence[str]]]] = None,
-                      probes: Optional[Sequence[Dict]] = None) -> Compilation:
-    """Compile raw documents directly (tests and tools): hosts are the HEP nodes."""
+                      probes: Optional[Sequence[Dict]] = None, staged_counters: Optional[str] = None) -> Compilation:
+    """Compile raw documents directly (tests and tools): hosts are the HEP nodes.
+    ``staged_counters`` (render.SHADOW_COUNT or SHADOW_LOG) renders every host's shadow path."""
     world = resources.build_world([(d, "document %d" % i) if isinstance(d, dict) else d
                                    for i, d in enumerate(documents)])
     all_nodes = dict(nodes or {})
@@ -135,7 +189,11 @@ def compile_documents(documents, nodes: Optional[Dict[str, str]] = None,
         all_nodes.setdefault(hep.node, hep.node)
     inv = _SimpleInventory(all_nodes, interfaces or {},
                            list(probes) if probes is not None else [dict(p) for p in sources.DEFAULT_PROBES])
-    return Compilation(world, inv)
+    comp = Compilation(world, inv)
+    if staged_counters:
+        for host in all_nodes:
+            comp.set_staged_counters(host, staged_counters)
+    return comp
 
 
 class _SimpleInventory:
@@ -161,6 +219,7 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
     unless ``check_mode``.  Raises :class:`~errors.HostfwError` for bad per-host settings."""
     result: Dict[str, Any] = {}
     wanted = options.get("hosts") or comp.hosts_with_rulesets()
+    configure_staged_counters(comp, hostvars, wanted)
     out_dir = options.get("output_dir")
     diffs: Optional[List[Dict[str, str]]] = [] if diff else None
     changed = False
@@ -193,6 +252,13 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
                     host, hv.get("hostfw_protected_ports"), hv.get("hostfw_verify_management_access", True),
                     felix.FAILSAFE_DEFAULTS[comp.model.failsafe_defaults.get(node, "protect-hosts")])
                 entry["failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out).as_dict()
+                if comp.model.has_staged:
+                    # what promoting the staged policies would do to the same proof (a warning of the rollout)
+                    entry["pending_failsafe_proof"] = comp.failsafe_proof(host, protected_in, protected_out,
+                                                                          PENDING).as_dict()
+            if comp.model.has_staged:
+                entry["pending_differs"] = comp.pending_differs(host)
+                entry["staged_counters"] = bool(comp.staged_counters.get(host)) and entry["pending_differs"]
         host_results[host] = entry
     comp.timings["compile_and_write"] = time.perf_counter() - t1
     comp.timings["write"] = writing
@@ -214,6 +280,9 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
         t2 = time.perf_counter()
         matrix = comp.matrix(options.get("probes") or None)
         result["matrix_cells"] = len(matrix["cells"])
+        if matrix.get("staged") is not None:
+            result["matrix_pending_changes"] = sum(1 for c in matrix["cells"]
+                                                   if c["pending"]["verdict"] != c["verdict"])
         if out_dir:
             text = matrix_html.json_text(matrix)
             changed |= files.write_if_changed(os.path.join(out_dir, "matrix.json"), text, check_mode, diffs)
@@ -253,10 +322,34 @@ def run(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]], options: M
     elif out_dir:
         result["msg"] = "%s; written to %s: %d table(s)%s%s; stage timings (s): %s" % (
             result["summary"], out_dir, len(result["written"]),
-            ", matrix.json, matrix.md, matrix.html (%d cells)" % result["matrix_cells"] if "matrix_cells" in result
-            else "", review.get("review_text", ""),
+            ", matrix.json, matrix.md, matrix.html (%d cells%s)" % (
+                result["matrix_cells"], ", %d would change once the staged policies are promoted"
+                % result["matrix_pending_changes"] if "matrix_pending_changes" in result else "")
+            if "matrix_cells" in result else "", review.get("review_text", ""),
             result["timings"])
     return result
+
+
+def staged_counters_mode(host: str, value: Any) -> Optional[str]:
+    """``hostfw_staged_counters`` of one host: None (off; unset), render.SHADOW_COUNT (true) or
+    render.SHADOW_LOG (``log``).  Raises HostfwError naming the host."""
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if isinstance(value, (bool, str)) and text in STAGED_COUNTERS:
+        return STAGED_COUNTERS[text]
+    raise errors.HostfwError([errors.Problem(
+        "Host", host, "hostfw_staged_counters", "%r is not a setting of the staged-policy counters (use true, false "
+        "or log)" % (value,))])
+
+
+def configure_staged_counters(comp: Compilation, hostvars: Mapping[str, Mapping[str, Any]],
+                              hosts: Sequence[str]) -> None:
+    """Apply each host's ``hostfw_staged_counters`` to the compilation (before rendering)."""
+    for host in hosts:
+        mode = staged_counters_mode(host, (hostvars.get(host) or {}).get("hostfw_staged_counters"))
+        if comp.staged_counters.get(host) != mode:
+            comp.set_staged_counters(host, mode)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -360,4 +453,5 @@ def _check(comp: Compilation, index: int, check: Mapping[str, Any]) -> Dict[str,
     return res
 
 
-__all__ = ["Compilation", "compile_inventory", "compile_documents", "run", "sha256"]
+__all__ = ["Compilation", "compile_inventory", "compile_documents", "configure_staged_counters", "run", "sha256",
+           "staged_counters_mode"]

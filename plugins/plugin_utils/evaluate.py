@@ -8,6 +8,11 @@ It interprets a :class:`~model.HostPlan` the way Felix's chains do (docs/semanti
 conntrack, failsafes, tiers with Pass and default actions, profiles and the final drop.  It is
 used for the policy matrix, for the failsafe and management-access proofs of the rollout, and as
 the oracle of the dataplane tests (the kernel must agree with it).
+
+A plan of the pending world (``Model.host_plan(host, pending=True)``) is evaluated the same way;
+a rule of a staged policy is named ``policy staged:<name>`` in reasons.  Every verdict that a tier,
+a profile, a failsafe or the default deny decides carries a :class:`Decider`, whose ``key`` names
+the deciding point as the would-deny counters of the rendered shadow path do (docs/semantics.md §3.7).
 """
 
 from __future__ import annotations
@@ -62,12 +67,63 @@ class Packet:
         return "%s %s -> %s" % (proto, self.src, self.dst)
 
 
+CLASS_KEY_PREFIX = {NORMAL: "", UNTRACKED: "doNotTrack ", PREDNAT: "preDNAT ", FORWARD: "applyOnForward "}
+
+
+@dataclass(frozen=True)
+class Decider:
+    """What decided a verdict: ``kind`` is ``rule`` (a policy rule; ``policy`` and ``index``),
+    ``end-of-tier`` (``tier``), ``profile`` (``profile`` and ``index``), ``failsafe`` or
+    ``default-deny``, in class ``cls`` and ``direction``."""
+
+    kind: str
+    cls: str
+    direction: str
+    action: str = ""  # Allow or Deny
+    tier: Optional[str] = None
+    policy: Optional[api.Policy] = None
+    profile: Optional[str] = None
+    index: int = -1
+
+    @property
+    def verdict(self) -> str:
+        return ALLOW if self.action == "Allow" else DENY
+
+    @property
+    def key(self) -> str:
+        """The deciding point in words, as the rendered shadow path's counters name it:
+        ``<tier>/<policy> <direction>[<i>] <Action>`` (``staged:<policy>`` for a staged policy),
+        ``end-of-tier <tier> <direction>``, ``profile <name> <direction>[<i>] <Action>``,
+        ``failsafe <direction>`` or ``default-deny <direction>``; doNotTrack and preDNAT
+        points start with their class."""
+        return decider_key(self.kind, self.cls, self.direction, self.action, self.tier, self.policy, self.profile,
+                           self.index)
+
+
+def policy_label(policy: api.Policy) -> str:
+    """A policy's name in reasons and counter names: ``staged:<name>`` for a staged policy."""
+    return "staged:" + policy.name if policy.staged else policy.name
+
+
+def decider_key(kind: str, cls: str, direction: str, action: str = "", tier: Optional[str] = None,
+                policy: Optional[api.Policy] = None, profile: Optional[str] = None, index: int = -1) -> str:
+    prefix = CLASS_KEY_PREFIX[cls]
+    if kind == "rule":
+        return "%s%s/%s %s[%d] %s" % (prefix, tier, policy_label(policy), direction, index, action)
+    if kind == "end-of-tier":
+        return "%send-of-tier %s %s" % (prefix, tier, direction)
+    if kind == "profile":
+        return "%sprofile %s %s[%d] %s" % (prefix, profile, direction, index, action)
+    return "%s%s %s" % (prefix, kind, direction)
+
+
 @dataclass
 class Verdict:
     verdict: str  # "allow" or "deny"
     reason: str
     trace: List[str] = field(default_factory=list)
     notracked: bool = False  # an untracked (doNotTrack) Allow exempted the packet from conntrack
+    decider: Optional[Decider] = None  # None: conntrack, an unpoliced interface, a workload, forwarding
 
     @property
     def allowed(self) -> bool:
@@ -169,9 +225,8 @@ class Evaluator:
     # -- pieces ---------------------------------------------------------------------------
 
     def _tiers(self, ep: EndpointPlan, cls: str, direction: str, pkt: Packet, trace: List[str]):
-        """Run the tiers of one class/direction.  Returns (action or None, reason)."""
-        prefixes = {NORMAL: "", UNTRACKED: "doNotTrack ", PREDNAT: "preDNAT ", FORWARD: "applyOnForward "}
-        prefix = prefixes[cls]
+        """Run the tiers of one class/direction.  Returns (action or None, reason, decider)."""
+        prefix = CLASS_KEY_PREFIX[cls]
         last_reason = None
         for tp in ep.tiers_for(cls, direction):
             passed = False
@@ -180,12 +235,13 @@ class Evaluator:
                     if not rule_matches(rule, pkt):
                         continue
                     where = "%stier %s policy %s %s rule %d (%s)" % (
-                        prefix, tp.name, policy.name, direction, rule.index, rule.action)
+                        prefix, tp.name, policy_label(policy), direction, rule.index, rule.action)
                     trace.append(where)
                     if rule.action == "Log":
                         continue
                     if rule.action in ("Allow", "Deny"):
-                        return rule.action, where
+                        return rule.action, where, Decider("rule", cls, direction, rule.action, tp.name, policy,
+                                                           index=rule.index)
                     passed = True  # Pass: leave this tier
                     last_reason = where
                     break
@@ -194,10 +250,11 @@ class Evaluator:
             if passed:
                 continue
             if tp.default_action == "Deny":
-                return "Deny", "%send of tier %s (defaultAction Deny)" % (prefix, tp.name)
+                return ("Deny", "%send of tier %s (defaultAction Deny)" % (prefix, tp.name),
+                        Decider("end-of-tier", cls, direction, "Deny", tp.name))
             last_reason = "%send of tier %s (defaultAction Pass)" % (prefix, tp.name)
             trace.append(last_reason)
-        return None, last_reason
+        return None, last_reason, None
 
     def _profiles(self, ep: EndpointPlan, direction: str, pkt: Packet, trace: List[str]):
         for prof in ep.profiles:
@@ -209,9 +266,10 @@ class Evaluator:
                 if rule.action == "Log":
                     continue
                 if rule.action in ("Allow", "Deny"):
-                    return rule.action, where
+                    return rule.action, where, Decider("profile", NORMAL, direction, rule.action, profile=prof.name,
+                                                       index=rule.index)
                 break  # Pass: next profile
-        return None, None
+        return None, None, None
 
     def _normal(self, plan: HostPlan, ep: EndpointPlan, direction: str, pkt: Packet, ct: str,
                 trace: List[str]) -> Verdict:
@@ -223,28 +281,30 @@ class Evaluator:
         if direction == INGRESS:
             fs = failsafe_entry(plan.felix.failsafe_inbound, pkt, port_of="dport", net_of="src")
             if fs is not None:
-                return Verdict(ALLOW, "failsafe inbound %s" % fs, trace)
+                return Verdict(ALLOW, "failsafe inbound %s" % fs, trace, decider=Decider("failsafe", NORMAL, direction,
+                                                                                         "Allow"))
         else:
             fs = failsafe_entry(plan.felix.failsafe_outbound, pkt, port_of="dport", net_of="dst")
             if fs is not None:
-                return Verdict(ALLOW, "failsafe outbound %s" % fs, trace)
-        action, reason = self._tiers(ep, NORMAL, direction, pkt, trace)
+                return Verdict(ALLOW, "failsafe outbound %s" % fs, trace, decider=Decider("failsafe", NORMAL, direction,
+                                                                                          "Allow"))
+        action, reason, decider = self._tiers(ep, NORMAL, direction, pkt, trace)
         if action == "Allow":
-            return Verdict(ALLOW, reason, trace)
+            return Verdict(ALLOW, reason, trace, decider=decider)
         if action == "Deny":
-            return Verdict(DENY, reason, trace)
-        paction, preason = self._profiles(ep, direction, pkt, trace)
+            return Verdict(DENY, reason, trace, decider=decider)
+        paction, preason, pdecider = self._profiles(ep, direction, pkt, trace)
         if paction == "Allow":
-            return Verdict(ALLOW, preason, trace)
+            return Verdict(ALLOW, preason, trace, decider=pdecider)
         if paction == "Deny":
-            return Verdict(DENY, preason, trace)
+            return Verdict(DENY, preason, trace, decider=pdecider)
         if reason:
             why = "%s, then no profile allowed (default deny of host endpoint %s)" % (reason, ep.hep.name)
         elif ep.profiles:
             why = "no profile of host endpoint %s allowed (default deny)" % ep.hep.name
         else:
             why = "no policy applies to host endpoint %s %s (default deny)" % (ep.hep.name, direction)
-        return Verdict(DENY, why, trace)
+        return Verdict(DENY, why, trace, decider=Decider("default-deny", NORMAL, direction, "Deny"))
 
     def _raw(self, plan: HostPlan, iface: str, direction: str, pkt: Packet, trace: List[str]):
         """doNotTrack stage.  Returns a final Verdict (Allow/Deny) or None to continue."""
@@ -263,11 +323,11 @@ class Evaluator:
         if fs is not None:
             trace.append("doNotTrack stage: failsafe %s" % fs)
             return None
-        action, reason = self._tiers(ep, UNTRACKED, direction, pkt, trace)
+        action, reason, decider = self._tiers(ep, UNTRACKED, direction, pkt, trace)
         if action == "Allow":
-            return Verdict(ALLOW, reason, trace, notracked=True)
+            return Verdict(ALLOW, reason, trace, notracked=True, decider=decider)
         if action == "Deny":
-            return Verdict(DENY, reason, trace)
+            return Verdict(DENY, reason, trace, decider=decider)
         return None
 
     def _prednat(self, plan: HostPlan, iface: str, pkt: Packet, ct: str, trace: List[str]):
@@ -289,11 +349,11 @@ class Evaluator:
         if fs is not None:
             trace.append("preDNAT stage: failsafe inbound %s" % fs)
             return None
-        action, reason = self._tiers(ep, PREDNAT, INGRESS, pkt, trace)
+        action, reason, decider = self._tiers(ep, PREDNAT, INGRESS, pkt, trace)
         if action == "Allow":
-            return Verdict(ALLOW, reason, trace)
+            return Verdict(ALLOW, reason, trace, decider=decider)
         if action == "Deny":
-            return Verdict(DENY, reason, trace)
+            return Verdict(DENY, reason, trace, decider=decider)
         return None
 
     # -- paths ----------------------------------------------------------------------------
@@ -397,9 +457,9 @@ class Evaluator:
         if not ep.has_forward_tiers:
             return Verdict(ALLOW, "forwarded traffic allowed by default (no applyOnForward policy on %s)"
                            % ep.hep.name, trace)
-        action, reason = self._tiers(ep, FORWARD, direction, pkt, trace)
+        action, reason, decider = self._tiers(ep, FORWARD, direction, pkt, trace)
         if action == "Allow":
-            return Verdict(ALLOW, reason, trace)
+            return Verdict(ALLOW, reason, trace, decider=decider)
         if action == "Deny":
-            return Verdict(DENY, reason, trace)
+            return Verdict(DENY, reason, trace, decider=decider)
         return None

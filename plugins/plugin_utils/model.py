@@ -10,6 +10,11 @@ direction (§3.3), plus profiles.  Rules are compiled once per policy and direct
 :class:`Match` variants per IP family (§4.9) whose address sets are shared objects keyed by the
 canonical selector (§2.4).  The evaluator interprets plans; the renderer prints them.
 
+Two worlds share the index: the *enforced* world (what the tables enforce) and the *pending*
+world (§3.7): the enforced world with every staged policy applied as its promotion would apply
+it.  ``host_plan(host, pending=True)`` resolves a host in the pending world; endpoints that no
+staged policy changes share the enforced plan's tier tuples (the same objects).
+
 Cost: selectors are evaluated once per distinct label set, not per endpoint; plans and compiled
 rules are cached, so hosts with the same labels and policies share all compiled work.
 """
@@ -39,6 +44,13 @@ ANY_INTERFACE = "any-interface-at-all"  # Felix's name for the "*" endpoint's ch
 CLASS_TITLES = {UNTRACKED: "doNotTrack", PREDNAT: "preDNAT", NORMAL: "normal", FORWARD: "applyOnForward"}
 
 LabelKey = FrozenSet[Tuple[str, str]]
+
+ENFORCED = "enforced"
+PENDING = "pending"
+WORLDS = (ENFORCED, PENDING)
+# The enforced kind a staged kind is promoted to.
+STAGED_TWIN = {api.STAGED_GLOBAL_NETWORK_POLICY: api.GLOBAL_NETWORK_POLICY,
+               api.STAGED_NETWORK_POLICY: api.NETWORK_POLICY}
 
 
 def short_hash(text: str, n: int = 10) -> str:
@@ -109,6 +121,62 @@ class Match:
     dst: Side = field(default_factory=Side)
     icmp: Optional[api.ICMPMatch] = None
     not_icmp: Optional[api.ICMPMatch] = None
+
+
+@dataclass(frozen=True)
+class StagedChange:
+    """What promoting one staged policy does to the enforced world (docs/semantics.md §3.7):
+    ``action`` is its stagedAction (Set, Delete, Learn or Ignore; unset and "" are Set);
+    ``target`` is the enforced policy of the same kind twin, namespace and name that a Set
+    replaces or a Delete removes (None when there is none)."""
+
+    staged: api.Policy
+    action: str
+    target: Optional[api.Policy] = None
+
+    @property
+    def changes_world(self) -> bool:
+        return self.action == "Set" or (self.action == "Delete" and self.target is not None)
+
+    def as_dict(self) -> Dict[str, str]:
+        name = self.staged.name if self.staged.namespace is None else "%s/%s" % (self.staged.namespace, self.staged.name)
+        return {"kind": self.staged.kind, "name": name, "tier": self.staged.tier, "stagedAction": self.action}
+
+
+def pending_policies(world: api.World) -> Tuple[Dict[Tuple, api.Policy], Tuple[StagedChange, ...], List[str]]:
+    """The policies of the pending world, the staged changes (sorted by kind, namespace, name)
+    and warnings.  A staged Set adds its policy (the staged object itself) or replaces the
+    enforced policy of the same name; Delete removes that enforced policy; Learn and Ignore
+    change nothing.  Identity is the name (and namespace), as for Calico: a Set of a name whose
+    enforced policy is in another tier moves it there, as applying the promoted policy would."""
+    enforced = {key: p for key, p in world.policies.items() if not p.staged}
+    pending = dict(enforced)
+    changes = []
+    warnings = []
+    staged = sorted((p for p in world.policies.values() if p.staged),
+                    key=lambda p: (p.kind, p.namespace or "", p.name))
+    for p in staged:
+        action = p.staged_action or "Set"
+        twin = (STAGED_TWIN[p.kind], p.namespace, p.name)
+        target = enforced.get(twin)
+        who = "%s %s" % (p.kind, p.name if p.namespace is None else "%s/%s" % (p.namespace, p.name))
+        if action == "Set":
+            pending.pop(twin, None)
+            pending[(p.kind, p.namespace, p.name)] = p
+            if target is not None and target.tier != p.tier:
+                warnings.append("%s moves %s %s from tier %s to tier %s once promoted"
+                                % (who, target.kind, target.name, target.tier, p.tier))
+        elif action == "Delete":
+            if target is None:
+                warnings.append("%s (stagedAction Delete): there is no %s %s, so promoting it deletes nothing"
+                                % (who, twin[0], p.name))
+            else:
+                pending.pop(twin, None)
+                if p.tier != target.tier:
+                    warnings.append("%s (stagedAction Delete) names tier %s, but %s %s is in tier %s: promoting it "
+                                    "deletes it all the same" % (who, p.tier, target.kind, target.name, target.tier))
+        changes.append(StagedChange(p, action, target))
+    return pending, tuple(changes), warnings
 
 
 @dataclass(frozen=True)
@@ -249,6 +317,15 @@ class Model:
         host_policies = [p for p in world.policies.values() if p.can_select_hosts and not p.staged]
         host_policies.sort(key=lambda p: (self.tier_rank[p.tier],) + _policy_sort_key(p))
         self.host_policies: Tuple[api.Policy, ...] = tuple(host_policies)
+        # The pending world (§3.7): the enforced policies with every staged policy promoted.
+        self.staged_changes: Tuple[StagedChange, ...] = ()
+        self.pending_host_policies: Tuple[api.Policy, ...] = self.host_policies
+        if any(p.staged for p in world.policies.values()):
+            pending, self.staged_changes, staged_warnings = pending_policies(world)
+            self.warnings.extend(staged_warnings)
+            pols = [p for p in pending.values() if p.can_select_hosts and p.tier in self.tier_rank]
+            pols.sort(key=lambda p: (self.tier_rank[p.tier],) + _policy_sort_key(p))
+            self.pending_host_policies = tuple(pols)
 
         self.heps_by_node: Dict[str, List[api.HostEndpoint]] = {}
         for hep in sorted(world.host_endpoints.values(), key=lambda h: h.name):
@@ -273,7 +350,7 @@ class Model:
         self._nets_cache: Dict[Tuple, AddrRef] = {}
         self._named_cache: Dict[Tuple, NamedPortRef] = {}
         self._rules_cache: Dict[Tuple, Tuple[CompiledRule, ...]] = {}
-        self._policies_for_labels: Dict[LabelKey, Tuple[api.Policy, ...]] = {}
+        self._policies_for_labels: Dict[Tuple[bool, LabelKey], Tuple[api.Policy, ...]] = {}
         self._endpoint_cache: Dict[Tuple, EndpointPlan] = {}
         self._plans_by_selection: Dict[Tuple, Tuple] = {}
 
@@ -539,24 +616,38 @@ class Model:
     def node_of(self, host: str) -> str:
         return self.nodes.get(host, host)
 
-    def policies_selecting(self, labels: Dict[str, str]) -> Tuple[api.Policy, ...]:
-        key = frozenset(labels.items())
+    @property
+    def has_staged(self) -> bool:
+        """Whether the world has any staged policy (the matrix then carries pending verdicts)."""
+        return bool(self.staged_changes)
+
+    def policies_selecting(self, labels: Dict[str, str], pending: bool = False) -> Tuple[api.Policy, ...]:
+        pending = pending and self.pending_host_policies is not self.host_policies
+        key = (pending, frozenset(labels.items()))
         hit = self._policies_for_labels.get(key)
         if hit is None:
-            hit = tuple(p for p in self.host_policies if p.selector is None or p.selector.matches(labels))
+            pols = self.pending_host_policies if pending else self.host_policies
+            hit = tuple(p for p in pols if p.selector is None or p.selector.matches(labels))
+            if pending:
+                # the same policies as enforced: the same tuple, so that plans are shared
+                enforced = self.policies_selecting(labels)
+                if tuple(map(id, enforced)) == tuple(map(id, hit)):
+                    hit = enforced
             self._policies_for_labels[key] = hit
         return hit
 
-    def endpoint_plan(self, hep: api.HostEndpoint, iface: str) -> EndpointPlan:
+    def endpoint_plan(self, hep: api.HostEndpoint, iface: str, pending: bool = False) -> EndpointPlan:
         """The plan of one endpoint.  The tiers depend only on the labels, the profiles and whether
-        the endpoint is "*", so endpoints alike (hosts of one role) share them."""
-        key = (frozenset(hep.labels.items()), hep.profiles, iface == WILDCARD)
+        the endpoint is "*", so endpoints alike (hosts of one role) share them.  ``pending``: in
+        the pending world (an endpoint no staged policy changes gets the enforced tiers object)."""
+        pending = pending and self.pending_host_policies is not self.host_policies
+        key = (frozenset(hep.labels.items()), hep.profiles, iface == WILDCARD, pending)
         hit = self._endpoint_cache.get(key)
         if hit is not None:
             tiers, profiles = hit
             return EndpointPlan(hep, iface, tiers, profiles)
         labels = self.effective_labels(hep.labels, hep.profiles)
-        selected = self.policies_selecting(labels)
+        selected = self.policies_selecting(labels, pending)
         buckets: Dict[Tuple[str, str], Dict[str, List[api.Policy]]] = {}
         for p in selected:
             for cls, direction in self._placements(p):
@@ -616,9 +707,10 @@ class Model:
                     out.append((FORWARD, d))
         return out
 
-    def host_plan(self, host: str) -> Optional[HostPlan]:
+    def host_plan(self, host: str, pending: bool = False) -> Optional[HostPlan]:
         """The plan of one inventory host, or None when it has neither a HostEndpoint nor a local
-        workload (a WorkloadEndpoint whose spec.node is the host's node)."""
+        workload (a WorkloadEndpoint whose spec.node is the host's node).  ``pending``: the plan
+        in the pending world (§3.7)."""
         node = self.node_of(host)
         heps = self.heps_by_node.get(node) or []
         workloads = tuple(self.workloads_by_node.get(node, ()))
@@ -676,15 +768,15 @@ class Model:
             for loser in cands[1:]:
                 warnings.append("HostEndpoint %s is inactive on %s: %s wins (smallest name)"
                                 % (loser.name, ifname, cands[0].name))
-            endpoints.append(self.endpoint_plan(cands[0], ifname))
+            endpoints.append(self.endpoint_plan(cands[0], ifname, pending))
         if wildcards:
             wildcards.sort(key=lambda h: h.name)
             for loser in wildcards[1:]:
                 warnings.append("HostEndpoint %s is inactive: %s is the all-interfaces endpoint (smallest name)"
                                 % (loser.name, wildcards[0].name))
-            ep = self.endpoint_plan(wildcards[0], WILDCARD)
+            ep = self.endpoint_plan(wildcards[0], WILDCARD, pending)
             if any(p.do_not_track for p in self.policies_selecting(
-                    self.effective_labels(wildcards[0].labels, wildcards[0].profiles))):
+                    self.effective_labels(wildcards[0].labels, wildcards[0].profiles), pending)):
                 warnings.append("doNotTrack policies selecting the all-interfaces HostEndpoint %s are ignored, "
                                 "as in Calico" % wildcards[0].name)
             endpoints.append(ep)

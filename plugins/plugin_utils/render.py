@@ -21,6 +21,17 @@ of ``(expression, comment)`` rules), which a Jinja2 template prints.  Layout (do
 Mark bits (``meta mark``): ACCEPT carries an Allow of doNotTrack/preDNAT policy to later hooks
 (and the Allow of an applyOnForward ingress chain to the forward egress half); PASS implements
 Pass; FWD tells postrouting that a packet was forwarded.
+
+The shadow path (only when asked for, and only on a host whose pending plan differs from its
+enforced plan; docs/semantics.md §3.7): base chains ``pending-b-input``/``pending-b-output`` at
+priority -5 and ``pending-a-input``/``pending-a-output`` at priority 5 on the same hooks evaluate
+the pending world for the first packet of each new tracked connection (``ct state new``), before
+and after this table's filter chains (priority 0).  Every deciding point ends in
+``counter return comment "hostfw-pending:<b|a> <key>"`` (key: :attr:`evaluate.Decider.key`);
+nothing in it accepts, drops, rejects, marks or untracks a packet, and a base chain's end (or a
+``return`` reached only through ``goto``) lets the packet go on to the next base chain, so the
+enforced chains decide exactly as without it.  ``b`` counts every new connection, ``a`` those
+this table's filter chain accepted: the report reads "would deny, allowed today" from ``a``.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import jinja2
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import api
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.addrset import family_of, int_to_ip
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import decider_key, policy_label
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.felix import rule_text_key
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (
     EGRESS, FORWARD, INGRESS, NORMAL, PREDNAT, UNTRACKED, WILDCARD, AddrRef, CompiledRule, EndpointPlan, HostPlan,
@@ -87,6 +99,15 @@ def _clear(bits: int) -> str:
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]+")
 COMMENT_MAX = 127  # bytes of a rule comment (nft keeps at most 128 with the terminating NUL)
 LOG_PREFIX_MAX = 126  # bytes of a log prefix (nft 1.0.9 refuses 127)
+
+# The shadow path (module docstring): its counters' comments start with PENDING_MARK + phase.
+PENDING_MARK = "hostfw-pending:"
+PHASE_ALL = "b"  # every new connection, before this table's filter chains
+PHASE_ALLOWED = "a"  # new connections this table's filter chain accepted
+SHADOW_PRIORITY = {PHASE_ALL: -5, PHASE_ALLOWED: 5}
+SHADOW_COUNT = "count"
+SHADOW_LOG = "log"  # counters, and a rate-limited log of every would-deny of an allowed connection
+PENDING_LOG_PREFIX = "hostfw-pending"
 
 
 def comment(text: str, limit: Optional[int] = COMMENT_MAX) -> str:
@@ -259,6 +280,7 @@ class Renderer:
         self.shared_sets: Dict[str, NftSet] = {}
         self.inlined_rules: Dict[Tuple, List[NftRule]] = {}
         self.tier_sections: Dict[Tuple, Tuple] = {}
+        self.shadow_exprs: Dict[Tuple, Tuple] = {}  # the shadow path's match expressions per rule
         # Hosts alike (same Felix settings, same interfaces, same tiers and profiles per
         # endpoint) have tables that differ only in the host, node and endpoint names: the table
         # is rendered once per shape with placeholders, and per host the names are joined in.
@@ -273,25 +295,34 @@ class Renderer:
 
     # -- public -----------------------------------------------------------------------------
 
-    def render(self, plan: HostPlan) -> str:
+    def render(self, plan: HostPlan, pending: Optional[HostPlan] = None, shadow: Optional[str] = None) -> str:
+        """The table of one host.  ``pending`` (the host's plan in the pending world) and
+        ``shadow`` (SHADOW_COUNT or SHADOW_LOG) add the shadow path when the pending plan differs
+        from ``plan`` (:func:`shadow_directions`); without them the table is what it always was."""
+        if pending is None or shadow is None or not shadow_directions(plan, pending):
+            pending = shadow = None
         key = (plan.felix, tuple((ep.iface, id(ep.tiers), id(ep.profiles)) for ep in plan.endpoints),
                tuple((w.namespace, w.name) for w in plan.workloads))
+        keep = tuple((ep.tiers, ep.profiles) for ep in plan.endpoints)
+        if pending is not None:
+            key += (shadow, tuple(id(ep.tiers) for ep in pending.endpoints))
+            keep += tuple((ep.tiers, ep.profiles) for ep in pending.endpoints)
         shape = self.shapes.get(key)
         if shape is None:
             # First host of its shape: render it directly and only remember the shape, so that a
             # fleet of all-different hosts keeps no templates.  The second one builds the template.
-            self.shapes[key] = _Shape(None, -1, tuple((ep.tiers, ep.profiles) for ep in plan.endpoints))
-            return self.render_direct(plan)
+            self.shapes[key] = _Shape(None, -1, keep)
+            return self.render_direct(plan, pending, shadow)
         if shape.budget == -1:
-            shape = _Shape.of(self, plan)
+            shape = _Shape.of(self, plan, pending, shadow)
             self.shapes[key] = shape
         names = (plan.host, plan.node) + tuple(ep.hep.name for ep in plan.endpoints)
         text = shape.fill(names)
-        return text if text is not None else self.render_direct(plan)
+        return text if text is not None else self.render_direct(plan, pending, shadow)
 
-    def render_direct(self, plan: HostPlan) -> str:
+    def render_direct(self, plan: HostPlan, pending: Optional[HostPlan] = None, shadow: Optional[str] = None) -> str:
         """The table text, built for this host alone (no shape cache)."""
-        table = self.table(plan)
+        table = self.table(plan, pending, shadow)
         body = [set_text(s) for s in table.sets] + [chain_text(c) for c in table.chains]
         text = _TABLE.render(header=table.header, name=TABLE, body=body)
         if self.slot in text and plan.host != self.slot_name(0):
@@ -299,8 +330,8 @@ class Renderer:
             raise AssertionError("hostfw render: placeholder in the table of host %s" % plan.host)
         return text
 
-    def table(self, plan: HostPlan) -> Table:
-        sets, chains, summary = _HostRenderer(self.model, plan, self).build()
+    def table(self, plan: HostPlan, pending: Optional[HostPlan] = None, shadow: Optional[str] = None) -> Table:
+        sets, chains, summary = _HostRenderer(self.model, plan, self, pending, shadow).build()
         header = ["hostfw.nftables: the firewall of host %s (node %s). Generated; do not edit." % (plan.host, plan.node),
                   "Load with: nft -f <this file>  (replaces table inet %s atomically, touches no other table)" % TABLE]
         header += summary
@@ -339,12 +370,19 @@ class _Shape:
         self.keep = keep  # the tiers and profiles whose id() is in the key stay alive
 
     @classmethod
-    def of(cls, renderer: "Renderer", plan: HostPlan) -> "_Shape":
+    def of(cls, renderer: "Renderer", plan: HostPlan, pending: Optional[HostPlan] = None,
+           shadow: Optional[str] = None) -> "_Shape":
         keep = tuple((ep.tiers, ep.profiles) for ep in plan.endpoints)
         stand = HostPlan(renderer.slot_name(0), renderer.slot_name(1),
                          tuple(EndpointPlan(_StandIn(renderer.slot_name(2 + i)), ep.iface, ep.tiers, ep.profiles)
                                for i, ep in enumerate(plan.endpoints)), plan.felix, workloads=plan.workloads)
-        text = renderer.render_direct(stand)
+        stand_pending = None
+        if pending is not None:
+            keep += tuple((ep.tiers, ep.profiles) for ep in pending.endpoints)
+            stand_pending = HostPlan(stand.host, stand.node, tuple(
+                EndpointPlan(_StandIn(renderer.slot_name(2 + i)), ep.iface, ep.tiers, ep.profiles)
+                for i, ep in enumerate(pending.endpoints)), pending.felix, workloads=pending.workloads)
+        text = renderer.render_direct(stand, stand_pending, shadow)
         pieces = renderer.slot_re.split(text)
         slots = (len(pieces) - 1) // 2
         if text.count(renderer.slot) != slots:
@@ -371,10 +409,13 @@ class _Shape:
 
 
 class _HostRenderer:
-    def __init__(self, model: Model, plan: HostPlan, shared: Optional[Renderer] = None):
+    def __init__(self, model: Model, plan: HostPlan, shared: Optional[Renderer] = None,
+                 pending: Optional[HostPlan] = None, shadow: Optional[str] = None):
         self.model = model
         self.shared = shared
         self.plan = plan
+        self.pending = pending  # the pending plan, for the shadow path (with ``shadow``)
+        self.shadow = shadow
         self.felix = plan.felix
         # The Felix settings that change the text of policy and profile rules (felix.SETTINGS
         # rule_text).  Part of every shared-cache key: hosts whose FelixConfiguration differs in
@@ -678,6 +719,13 @@ class _HostRenderer:
                 chain.add(guard + self._deny(mode), "end of tier %s (defaultAction Deny)" % tp.name)
 
     def _failsafe(self, chain: NftChain, entries, port_field: str, net_field: str, what: str) -> None:
+        for expr, note in self.failsafe_matches(entries, port_field, net_field, what):
+            chain.add(expr + " accept", note)
+
+    def failsafe_matches(self, entries, port_field: str, net_field: str, what: str) -> List[Tuple[str, str]]:
+        """(match expression, comment) of each failsafe rule; the set of port-only entries is
+        added to the table."""
+        out = []
         plain = [e for e in entries if e.net is None]
         if plain:
             name = "failsafe_%s_%s" % ("in" if what.startswith("inbound") else "out", port_field)
@@ -685,13 +733,14 @@ class _HostRenderer:
                 self.sets[name] = NftSet(name, "inet_proto . inet_service", False,
                                          comment("failsafe %s (%s)" % (what, ", ".join(str(e) for e in plain))),
                                          ["%s . %d" % (e.protocol, e.port) for e in plain])
-            chain.add("meta l4proto . th %s @%s accept" % (port_field, name), "failsafe %s" % what)
+            out.append(("meta l4proto . th %s @%s" % (port_field, name), "failsafe %s" % what))
         for e in entries:
             if e.net is None:
                 continue
             ipk = "ip6" if family_of(e.net) == 6 else "ip"
-            chain.add("%s %s %s %s %s %d accept" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
-                      "failsafe %s %s" % (what, e))
+            out.append(("%s %s %s %s %s %d" % (ipk, net_field, e.net, e.protocol, port_field, e.port),
+                        "failsafe %s %s" % (what, e)))
+        return out
 
     def _invalid(self, chain: NftChain, mode: str) -> None:
         if not self.felix.disable_conntrack_invalid_check:
@@ -867,8 +916,12 @@ class _HostRenderer:
             return [], [inp], self._summary()
         chains = base + [din, dout] + self.endpoint_chains + list(self.profile_chains.values()) \
             + list(self.policy_chains.values())
-        sets = [self.sets[k] for k in sorted(self.sets)]
         summary = self._summary()
+        if self.pending is not None and self.shadow:
+            shadow_chains, shadow_summary = _Shadow(self).build()
+            chains += shadow_chains
+            summary += shadow_summary
+        sets = [self.sets[k] for k in sorted(self.sets)]
         return sets, chains, summary
 
     def _summary(self) -> List[str]:
@@ -893,3 +946,272 @@ class _HostRenderer:
             lines.append("failsafe inbound: %s" % fin)
             lines.append("failsafe outbound: %s" % fout)
         return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# The shadow path: the pending world, counted, never a verdict
+# ----------------------------------------------------------------------------------------------
+
+SHADOW_CLASSES = {INGRESS: (UNTRACKED, PREDNAT, NORMAL), EGRESS: (UNTRACKED, NORMAL)}
+
+
+def _tiers_signature(tiers: Tuple[TierPlan, ...]):
+    return tuple((tp.name, tp.default_action, tuple(map(id, tp.policies))) for tp in tiers)
+
+
+def shadow_directions(plan: HostPlan, pending: HostPlan) -> Tuple[str, ...]:
+    """The directions (ingress, egress) in which the pending plan of a host differs from its
+    enforced plan, in the classes the shadow path covers (doNotTrack, preDNAT, normal).
+    Forwarded traffic (applyOnForward) and DNAT'd host egress at postrouting are not shadowed."""
+    out = []
+    for direction in DIRECTIONS_ORDER:
+        for ep, pep in zip(plan.endpoints, pending.endpoints):
+            if ep.tiers is pep.tiers and ep.profiles is pep.profiles:
+                continue
+            if any(_tiers_signature(ep.tiers_for(cls, direction)) != _tiers_signature(pep.tiers_for(cls, direction))
+                   for cls in SHADOW_CLASSES[direction]):
+                out.append(direction)
+                break
+    return tuple(out)
+
+
+DIRECTIONS_ORDER = (INGRESS, EGRESS)
+
+
+def pending_comment(phase: str, key: str) -> str:
+    """The comment of a shadow counter: ``hostfw-pending:<phase> <key>``; a key too long for a
+    rule comment is replaced by ``#<hash>`` and the start of the key (the report maps the hash
+    back with :func:`pending_key_hash`)."""
+    text = "%s%s %s" % (PENDING_MARK, phase, key)
+    if len(comment(text, None).encode("utf-8")) <= COMMENT_MAX:
+        return comment(text)
+    return comment("%s%s #%s %s" % (PENDING_MARK, phase, pending_key_hash(key), key))
+
+
+def pending_key_hash(key: str) -> str:
+    return short_hash(key, 12)
+
+
+class _Shadow:
+    """The shadow chains of one host (module docstring), for both phases."""
+
+    def __init__(self, hr: _HostRenderer):
+        self.hr = hr
+        self.model = hr.model
+        self.plan = hr.pending
+        self.felix = hr.felix
+        self.log = hr.shadow == SHADOW_LOG
+        self.directions = shadow_directions(hr.plan, hr.pending)
+        self.chains: List[NftChain] = []
+        self.phase = PHASE_ALL
+        self.rules = 0
+
+    def build(self) -> Tuple[List[NftChain], List[str]]:
+        counts = {}
+        for phase in (PHASE_ALL, PHASE_ALLOWED):
+            self.phase = phase
+            self.rules = 0
+            for direction in self.directions:
+                self._base(direction)
+            counts[phase] = self.rules
+        summary = ["pending world (staged policies promoted) counted in a shadow path, %s: %d rules before "
+                   "(%s%s, priority %d) and %d after (%s%s, priority %d) this table's filter chains; they never "
+                   "change a verdict" % (", ".join(self.directions), counts[PHASE_ALL], PENDING_MARK, PHASE_ALL,
+                                         SHADOW_PRIORITY[PHASE_ALL], counts[PHASE_ALLOWED], PENDING_MARK,
+                                         PHASE_ALLOWED, SHADOW_PRIORITY[PHASE_ALLOWED])]
+        return self.chains, summary
+
+    # -- chains --------------------------------------------------------------------------------
+
+    def _name(self, *parts: str) -> str:
+        return "-".join(("pending", self.phase) + parts)
+
+    def _chain(self, name: str, note: Optional[str] = None, hook: Optional[str] = None) -> NftChain:
+        chain = NftChain(name, hook, comment=comment(note) if note else None)
+        self.chains.append(chain)
+        return chain
+
+    def _add(self, chain: NftChain, expr: str, note: Optional[str] = None) -> None:
+        chain.add(expr.strip(), note)
+        self.rules += 1
+
+    def _base(self, direction: str) -> None:
+        hook = "input" if direction == INGRESS else "output"
+        what = "before" if self.phase == PHASE_ALL else "after"
+        chain = self._chain(self._name(hook), "shadow path, pending world, %s, %s this table's filter chain: counts "
+                                              "only" % (direction, what),
+                            "type filter hook %s priority %d; policy accept;" % (hook, SHADOW_PRIORITY[self.phase]))
+        self._add(chain, "ct state != new return", "only the first packet of a new tracked connection")
+        key = "iif" if direction == INGRESS else "oif"
+        for prefix in self.felix.interface_prefixes:
+            self._add(chain, '%sname "%s*" return' % (key, prefix), "workload interface: no host endpoint")
+        if direction == EGRESS:
+            self._add(chain, "ct status dnat return", "DNAT'd host traffic: not shadowed")
+        entries = []
+        for ep in self.plan.named():
+            target = self._pipeline(direction, ep.iface)
+            if target is not None:
+                entries.append('"%s" : goto %s' % (ep.iface, target))
+        if entries:
+            self._add(chain, "%sname vmap { %s }" % (key, ", ".join(entries)), "named host endpoints")
+        if self.plan.wildcard is not None:
+            target = self._pipeline(direction, WILDCARD)
+            if target is not None:
+                self._add(chain, "goto " + target, "all-interfaces host endpoint %s" % self.plan.wildcard.hep.name)
+
+    def _pipeline(self, direction: str, iface: str) -> Optional[str]:
+        """The chains that evaluate the pending world for packets of ``iface`` (``*``: any
+        interface without a named endpoint); returns the first chain's name."""
+        plan = self.plan
+        named = None
+        for ep in plan.named():
+            if ep.iface == iface:
+                named = ep
+        normal = named if named is not None else plan.wildcard
+        if normal is None:
+            return None
+        stages = []
+        if named is not None and named.tiers_for(UNTRACKED, direction):
+            stages.append((UNTRACKED, named))
+        if direction == INGRESS:
+            pre = named if named is not None and named.tiers_for(PREDNAT, INGRESS) else plan.wildcard
+            if pre is not None and pre.tiers_for(PREDNAT, INGRESS):
+                stages.append((PREDNAT, pre))
+        stages.append((NORMAL, normal))
+        # the "*" endpoint's chains are any-interface-at-all, as the enforced ones: an interface may be named "any"
+        base = "%s-%s" % (DIR_SHORT[direction], normal.chain_id)
+        first = self._name(base)
+        where = "interface %s" % iface if iface != WILDCARD else "all interfaces (*)"
+        chain = self._chain(first, "pending world, host endpoint %s, %s, %s" % (normal.hep.name, where, direction))
+        for i, (cls, ep) in enumerate(stages):
+            if i:  # the stage before ends in a goto to this chain
+                chain = self._chain(self._name(base, CLASS_SHORT[cls]),
+                                    "pending world, %s stage, %s" % (CLASS_LABEL[cls], direction))
+            following = self._name(base, CLASS_SHORT[stages[i + 1][0]]) if i + 1 < len(stages) else None
+            chain = self._stage(chain, base, cls, ep, direction, following)
+        return first
+
+    def _stage(self, chain: NftChain, base: str, cls: str, ep: EndpointPlan, direction: str,
+               following: Optional[str]) -> NftChain:
+        """One stage (doNotTrack, preDNAT or normal) of the pending pipeline, as the evaluator
+        runs it for a new connection; ``following``: the next stage's chain (doNotTrack and preDNAT
+        stages go on there when nothing decided)."""
+        fin, fout = self.felix.failsafe_inbound, self.felix.failsafe_outbound
+        hr = self.hr
+        if cls == UNTRACKED:
+            if direction == INGRESS:
+                skips = hr.failsafe_matches(fin, "dport", "saddr", "inbound") + \
+                    hr.failsafe_matches(fout, "sport", "saddr", "outbound (replies)")
+            else:
+                skips = hr.failsafe_matches(fout, "dport", "daddr", "outbound") + \
+                    hr.failsafe_matches(fin, "sport", "daddr", "inbound (replies)")
+            for expr, note in skips:
+                self._add(chain, "%s goto %s" % (expr, following), note + ": skips the doNotTrack stage")
+        elif cls == PREDNAT:
+            for expr, note in hr.failsafe_matches(fin, "dport", "saddr", "inbound"):
+                self._add(chain, "%s goto %s" % (expr, following), note + ": skips the preDNAT stage")
+        else:
+            entries = (hr.failsafe_matches(fin, "dport", "saddr", "inbound") if direction == INGRESS
+                       else hr.failsafe_matches(fout, "dport", "daddr", "outbound"))
+            for expr, _note in entries:
+                self._terminal(chain, expr, decider_key("failsafe", NORMAL, direction, "Allow"), "Allow")
+        chain = self._tier_section(chain, base, cls, ep, direction)
+        if chain is None:
+            return None
+        if cls != NORMAL:
+            self._add(chain, "goto " + following)
+            return chain
+        chain = self._profiles(chain, base, ep, direction)
+        if chain is not None:
+            self._terminal(chain, "", decider_key("default-deny", NORMAL, direction, "Deny"), "Deny")
+        return chain
+
+    def _tier_section(self, chain: NftChain, base: str, cls: str, ep: EndpointPlan,
+                      direction: str) -> Optional[NftChain]:
+        """The tiers of one class; Pass goes to the next tier's chain.  Returns the chain in
+        which evaluation goes on after the last tier (None: nothing after it is reachable)."""
+        tiers = ep.tiers_for(cls, direction)
+        for j, tp in enumerate(tiers):
+            passes = any(self.model.has_pass(p, direction) for p in tp.policies)
+            after = self._name(base, CLASS_SHORT[cls], "t%d" % (j + 1)) if passes else None
+            for policy in tp.policies:
+                for rule in self.model.policy_rules(policy, direction):
+                    if rule.action == "Log":
+                        continue
+                    exprs = self._exprs(rule, ("policy", policy.kind, policy.namespace, policy.name, direction,
+                                               rule.index))
+                    if rule.action == "Pass":
+                        for expr in exprs:
+                            self._add(chain, "%s goto %s" % (expr, after),
+                                      "%s/%s %s[%d] Pass" % (tp.name, policy_label(policy), direction, rule.index))
+                        continue
+                    key = decider_key("rule", cls, direction, rule.action, tp.name, policy, index=rule.index)
+                    for expr in exprs:
+                        self._terminal(chain, expr, key, rule.action)
+            if tp.default_action == "Deny":
+                self._terminal(chain, "", decider_key("end-of-tier", cls, direction, "Deny", tp.name), "Deny")
+                if not passes:
+                    return None  # an unconditional end of tier: nothing after it is reachable
+            if passes:
+                if tp.default_action != "Deny":
+                    self._add(chain, "goto " + after)
+                chain = self._chain(after, "pending world, after tier %s (%s %s)" % (
+                    tp.name, CLASS_LABEL[cls], direction))
+        return chain
+
+    def _profiles(self, chain: NftChain, base: str, ep: EndpointPlan, direction: str) -> Optional[NftChain]:
+        for k, prof in enumerate(ep.profiles):
+            rules = self.model.profile_rules(prof, direction)
+            passes = any(r.action == "Pass" for r in rules)
+            after = self._name(base, "p%d" % (k + 1)) if passes else None
+            for rule in rules:
+                if rule.action == "Log":
+                    continue
+                exprs = self._exprs(rule, ("profile", prof.name, direction, rule.index))
+                if rule.action == "Pass":
+                    for expr in exprs:
+                        self._add(chain, "%s goto %s" % (expr, after), "profile %s %s[%d] Pass" % (
+                            prof.name, direction, rule.index))
+                    continue
+                key = decider_key("profile", NORMAL, direction, rule.action, profile=prof.name, index=rule.index)
+                for expr in exprs:
+                    self._terminal(chain, expr, key, rule.action)
+            if passes:
+                self._add(chain, "goto " + after)
+                chain = self._chain(after, "pending world, after profile %s (%s)" % (prof.name, direction))
+        return chain
+
+    def _exprs(self, rule: CompiledRule, key: Tuple) -> List[str]:
+        """The match expressions of a rule (OR-ed), built once per model; the sets they use are
+        added to this host's table."""
+        hr = self.hr
+        cache = hr.shared.shadow_exprs if hr.shared is not None else {}
+        key = key + (hr.verdict_key,)
+        hit = cache.get(key)
+        if hit is None:
+            own, hr.sets = hr.sets, {}
+            try:
+                exprs = [expr for m in rule.variants for expr in hr.match_exprs(m)]
+                hit = (exprs, hr.sets)
+            finally:
+                hr.sets = own
+            cache[key] = hit
+        for name, st in hit[1].items():
+            hr.sets.setdefault(name, st)
+        return hit[0]
+
+    def _terminal(self, chain: NftChain, expr: str, key: str, action: str) -> None:
+        """A deciding point: count and stop (``return`` in a chain reached only through
+        ``goto`` ends the base chain, whose policy lets the packet go on)."""
+        if self.log and action == "Deny" and self.phase == PHASE_ALLOWED:
+            prefix = truncate(comment("%s would-deny %s: " % (PENDING_LOG_PREFIX, key), None), LOG_PREFIX_MAX)
+            limit = self.felix.log_action_rate_limit or DEFAULT_LOG_LIMIT
+            if self.felix.log_action_rate_limit and self.felix.log_action_rate_limit_burst:
+                limit = "%s burst %d packets" % (limit, self.felix.log_action_rate_limit_burst)
+            self._add(chain, '%s limit rate %s log prefix "%s" level info' % (expr, limit, prefix))
+        chain.rules.append(NftRule(("%s counter return" % expr).strip(), pending_comment(self.phase, key)))
+        self.rules += 1
+
+
+CLASS_SHORT = {UNTRACKED: "raw", PREDNAT: "pre", NORMAL: "n"}
+CLASS_LABEL = {UNTRACKED: "doNotTrack", PREDNAT: "preDNAT", NORMAL: "normal"}

@@ -47,7 +47,7 @@ FAILSAFE_DEFAULT_CHOICES = ("protect-hosts", "felix")
 HOST_VARS = ("hostfw_resources", "hostfw_manifests", "hostfw_host_endpoints", "hostfw_node_name",
              "hostfw_auto_host_endpoint", "hostfw_host_ips", "hostfw_labels", "hostfw_interfaces",
              "hostfw_matrix_probes", "hostfw_failsafe_defaults", "hostfw_node_labels", "hostfw_protected_ports",
-             "hostfw_verify_management_access", "ansible_host")
+             "hostfw_verify_management_access", "hostfw_staged_counters", "ansible_host")
 
 _YAML_BASE = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
 

@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 RUN = os.path.join(ROOT, "bench", "run.py")
 HOSTS = 20
 POLICIES = 20
+STAGED = 10
 
 
 def _tool(name):
@@ -41,7 +42,8 @@ def bench(tmp_path_factory):
     results, work = base / "results", base / "work"
     cmd = [sys.executable, RUN, "--sizes", "%dx%d" % (HOSTS, POLICIES), "--repeat", "1", "--aerleon-max-hosts", str(HOSTS),
            "--vars-max-hosts", str(HOSTS), "--matrix-max-hosts", str(HOSTS), "--timeout", "120",
-           "--wide-policies", "10", "--wide-addresses", "200", "--results", str(results), "--workdir", str(work)]
+           "--wide-policies", "10", "--wide-addresses", "200", "--policies", str(POLICIES), "--staged", str(STAGED),
+           "--staged-hosts", str(HOSTS), "--results", str(results), "--workdir", str(work)]
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=600)
     assert proc.returncode == 0, "bench/run.py failed (%d):\n%s\n%s" % (proc.returncode, proc.stdout, proc.stderr)
@@ -116,6 +118,21 @@ def test_wide_host_rule_count(bench):
         assert wide["load"]["error"] is None and wide["load"]["min"] > 0
     else:
         assert wide["load"] is None and "not root" in wide["load_skipped"]
+
+
+def test_staged_measurement(bench):
+    """The fleet with STAGED staged policies and the shadow path, against the same fleet without."""
+    st = bench["data"]["staged"]
+    assert st["ok"], st["problems"]
+    assert (st["hosts"], st["policies"], st["staged"]) == (HOSTS, POLICIES, STAGED)
+    assert len(st["walls_with"]) == len(st["walls_without"]) == 1 and st["ratio"] > 0
+    # host 0 (zone 0) gets the staged new version of p0000: a shadow path on both sides
+    assert st["shadow_rules_per_host"]["before"] > 0 and st["shadow_rules_per_host"]["after"] > 0
+    assert st["size_with"] > st["size_without"] and st["enforced_rules_per_host"] > 0
+    if os.geteuid() == 0 and shutil.which("nft") and shutil.which("unshare"):
+        assert st["nft_check"] is True
+    assert "<= 1.2 x without them" in (bench["results"] / "table.md").read_text(encoding="utf-8")
+    assert "shadow path per host: %d rules before" % st["shadow_rules_per_host"]["before"] in bench["stdout"]
 
 
 def test_plot_written_when_matplotlib_installed(bench):

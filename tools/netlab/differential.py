@@ -32,7 +32,11 @@ import netlab  # noqa: E402
 
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.compiler import Compilation  # noqa: E402
 from ansible_collections.hostfw.nftables.plugins.plugin_utils.evaluate import (  # noqa: E402
-    ESTABLISHED, NEW, Packet, Verdict)
+    ESTABLISHED, INVALID, NEW, Packet, Verdict)
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.model import (  # noqa: E402
+    EGRESS, INGRESS, PENDING, PREDNAT, UNTRACKED)
+from ansible_collections.hostfw.nftables.plugins.plugin_utils.render import (  # noqa: E402
+    PENDING_MARK, PHASE_ALL, PHASE_ALLOWED, pending_comment, shadow_directions)
 
 PROTO = {"tcp": 6, "udp": 17}
 ECHO = {4: (8, 0), 6: (128, 129)}
@@ -171,6 +175,14 @@ class DataplaneWorld:
             return Packet(flow.dst_ip, flow.src_ip, proto, sport=flow.port, dport=SPORT)
         return Packet(flow.src_ip, flow.dst_ip, proto, sport=SPORT, dport=flow.port)
 
+    @staticmethod
+    def _untracked_reply(flow: netlab.Flow) -> str:
+        """The conntrack state of a reply whose first packet this host did not track (a doNotTrack
+        Allow): UDP starts a new entry; a TCP SYN-ACK or an ICMP echo reply cannot start one, so
+        conntrack calls it invalid (a doNotTrack Allow of the reply itself, in the raw stage, still
+        comes first)."""
+        return NEW if flow.protocol == "udp" else INVALID
+
     def expect(self, flow: netlab.Flow) -> Expectation:
         """The evaluator's verdict for the whole connection (first packet and reply)."""
         ev = self.comp.evaluator
@@ -194,7 +206,7 @@ class DataplaneWorld:
         if local:
             # One conntrack entry for both hooks: the reply is established unless untracked.
             tracked = not (src_out is not None and src_out.notracked) and not dst_in.notracked
-            ct = ESTABLISHED if tracked else NEW
+            ct = ESTABLISHED if tracked else self._untracked_reply(flow)
             r1 = ev.output(dst_plan, "lo", rep, ct=ct)
             if not r1.allowed:
                 return Expectation(False, "reply (destination egress): " + r1.reason)
@@ -202,11 +214,12 @@ class DataplaneWorld:
             if not r2.allowed:
                 return Expectation(False, "reply (source ingress): " + r2.reason)
         else:
-            r1 = ev.output(dst_plan, in_if, rep, ct=NEW if dst_in.notracked else ESTABLISHED)
+            r1 = ev.output(dst_plan, in_if, rep, ct=self._untracked_reply(flow) if dst_in.notracked else ESTABLISHED)
             if not r1.allowed:
                 return Expectation(False, "reply (destination egress): " + r1.reason)
             if src_plan is not None:
-                r2 = ev.input(src_plan, out_if, rep, ct=NEW if src_out.notracked else ESTABLISHED)
+                r2 = ev.input(src_plan, out_if, rep,
+                              ct=self._untracked_reply(flow) if src_out.notracked else ESTABLISHED)
                 if not r2.allowed:
                     return Expectation(False, "reply (source ingress): " + r2.reason)
         return Expectation(True, "; ".join("%s: %s" % (n, v.reason) for n, v in stages))
@@ -220,6 +233,73 @@ class DataplaneWorld:
             if exp.allowed != res.allowed:
                 mismatches.append(Mismatch(flow, exp, res))
         return mismatches, results
+
+    # -- the shadow path (staged policies) -------------------------------------------------------
+
+    def shadow_directions(self, host: str) -> Tuple[str, ...]:
+        """The directions in which ``host``'s table has a shadow path."""
+        if not self.comp.staged_counters.get(host) or not self.comp.model.has_staged:
+            return ()
+        return shadow_directions(self.comp.plan(host), self.comp.plan(host, PENDING))
+
+    def expected_shadow_counts(self, flows: Sequence[netlab.Flow]) -> Dict[Tuple[str, str], int]:
+        """{(host, counter comment): packets} that the shadow paths must count for ``flows``, from
+        the evaluator: the first packet of each flow is counted where it meets a host's shadow
+        path tracked and new (not dropped or untracked by the enforced doNotTrack and preDNAT
+        stages before it), at the deciding point of the pending world; phase ``a`` only when
+        this table's filter chain then accepted it."""
+        ev = self.comp.evaluator
+        out: Dict[Tuple[str, str], int] = {}
+
+        def count(host, direction, iface, pkt, enforced):
+            if direction not in self.shadow_directions(host):
+                return
+            if enforced.notracked or (not enforced.allowed and enforced.decider is not None
+                                      and enforced.decider.cls in (UNTRACKED, PREDNAT)):
+                return  # dropped or untracked before the shadow path: no tracked new connection
+            plan = self.comp.plan(host, PENDING)
+            pending = ev.input(plan, iface, pkt) if direction == INGRESS else ev.output(plan, iface, pkt)
+            if pending.decider is None:
+                return
+            phases = [PHASE_ALL] + ([PHASE_ALLOWED] if enforced.allowed else [])
+            for phase in phases:
+                key = (host, pending_comment(phase, pending.decider.key))
+                out[key] = out.get(key, 0) + 1
+
+        for flow in flows:
+            local = flow.src_node == flow.dst_node
+            iface = "lo" if local else IFACE
+            pkt = self._packet(flow)
+            if flow.src_node in self.hosts:
+                src_out = ev.output(self.comp.plan(flow.src_node), iface, pkt)
+                count(flow.src_node, EGRESS, iface, pkt, src_out)
+                if not src_out.allowed:
+                    continue
+                if local and src_out.notracked:
+                    continue  # one conntrack entry for both hooks: untracked at input too
+            dst_in = ev.input(self.comp.plan(flow.dst_node), iface, pkt)
+            count(flow.dst_node, INGRESS, iface, pkt, dst_in)
+        return out
+
+    def observed_shadow_counts(self) -> Dict[Tuple[str, str], int]:
+        """{(host, counter comment): packets} of every shadow counter that counted something."""
+        out = {}
+        for host in self.hosts:
+            for text, packets in self.lab.node(host).counters().items():
+                if text.startswith(PENDING_MARK) and packets:
+                    out[(host, text)] = packets
+        return out
+
+
+def shadow_report(expected: Dict[Tuple[str, str], int], observed: Dict[Tuple[str, str], int], docs=None) -> str:
+    lines = ["the shadow paths counted differently from the evaluator's pending verdicts:"]
+    for key in sorted(set(expected) | set(observed)):
+        if expected.get(key, 0) != observed.get(key, 0):
+            lines.append("  %s %r: evaluator %d, kernel %d" % (key[0], key[1], expected.get(key, 0), observed.get(key, 0)))
+    if docs is not None:
+        lines.append("world:")
+        lines.append(json.dumps(docs, indent=1, sort_keys=True, default=str))
+    return "\n".join(lines)
 
 
 def report(mismatches: Sequence[Mismatch], docs=None, limit: int = 40) -> str:

@@ -40,6 +40,9 @@ CASES = {
     "rich-n2": lambda: compile_documents(rich_world()).ruleset("n2"),
     "rich-n1-reject": lambda: compile_documents(rich_world_rejecting()).ruleset("n1"),
     "demo-worker": lambda: demo_compilation().ruleset("policy-llm-worker"),
+    # rich-n1 with the shadow path of its staged policy (hostfw_staged_counters: log): the enforced
+    # part is rich-n1 byte for byte (test_staged), and tests/platforms loads it on nft 0.9.8 to 1.1
+    "rich-n1-staged": lambda: compile_documents(rich_world(), staged_counters="log").ruleset("n1"),
 }
 
 
