@@ -77,7 +77,7 @@ summary=()
 # 1. the root file systems that are missing, built side by side (debootstrap mostly waits for the
 #    mirror): those of the images that do not exist yet, and all three for the platform tests
 "${REPO}/scripts/build-image.sh" --print-name >/dev/null || exit 2   # the test key, before the parallel builds
-declare -A ROOTFS_NEEDED
+declare -A ROOTFS_NEEDED=()
 for suite in bullseye bookworm trixie; do
     if [[ " ${PLAN[*]} " == *" platforms "* ]]; then
         ROOTFS_NEEDED[${suite}]=1
