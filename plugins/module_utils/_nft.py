@@ -32,13 +32,12 @@ PREAMBLE = "%s\ndelete %s\n" % (TABLE, TABLE)
 # counter only), but its ``ct`` expression makes conntrack track every flow of the network namespace, so the
 # live management connection is picked up mid-stream and is ``ct state established`` by the time the real table
 # (whose egress policy may deny ``ct state new``) is applied.  The rollback restores "absent" and removes it.
-PRIMER = """table inet hostfw {
-	chain conntrack-primer {
-		type filter hook output priority filter; policy accept;
-		ct state invalid counter
-	}
-}
-"""
+PRIMER = ("table inet hostfw {\n"
+          "\tchain conntrack-primer {\n"
+          "\t\ttype filter hook output priority filter; policy accept;\n"
+          "\t\tct state invalid counter\n"
+          "\t}\n"
+          "}\n")
 
 _TABLE_LINE = re.compile(r"^table\s+(\S+)\s+(\S+)(?:\s*\{)?\s*$")
 

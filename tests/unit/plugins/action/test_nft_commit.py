@@ -141,8 +141,8 @@ def test_still_unreachable_after_the_deadline_is_said():
 def test_confirm_failure_without_rollback_is_reported():
     wrong = {"failed": True, "msg": "the running table inet hostfw (sha256 x) is not the candidate", "armed": True,
              "sha256_after": "x"}
-    result, host = run({"apply": [APPLIED], "confirm": [wrong], "status": [{"rolled_back": False, "armed": True,
-                                                                             "sha256_after": "x"}]})
+    status = {"rolled_back": False, "armed": True, "sha256_after": "x"}
+    result, host = run({"apply": [APPLIED], "confirm": [wrong], "status": [status]})
     assert result["msg"].startswith("hostfw: confirming the candidate on node1 failed (the running table"), result
     assert "no rollback has fired (armed: True, running sha256 x)" in result["msg"]
 
