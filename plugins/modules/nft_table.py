@@ -363,6 +363,10 @@ persisted:
       (V(persist) would change nothing). For V(confirm) with O(persist), whether it was persisted.
   returned: state=stage when not changed, state=confirm with persist
   type: bool
+nft_missing:
+  description: The call failed because there is no C(nft) binary on the host (the role then installs nftables).
+  returned: when nft is missing
+  type: bool
 nft_version:
   description: The first line of C(nft --version) on the host (V(stage), V(inspect)).
   returned: state=stage or state=inspect
@@ -1035,6 +1039,10 @@ def main():
                      ("state", "inspect", ["failsafe_inbound", "failsafe_outbound"])],
         supports_check_mode=True,
     )
+    if not module.get_bin_path("nft"):
+        # the role installs nftables on this answer and stages again (hostfw_install_packages)
+        module.fail_json(msg="nft (nftables) is not installed on this host (not found on PATH nor in /sbin, /usr/sbin): "
+                         "install nftables 0.9.3 or newer", nft_missing=True, changed=False)
     table = NftTable(module)
     state = module.params["state"]
     try:

@@ -36,11 +36,11 @@ def test_rollback_timeout_not_above_reconnect_timeout_is_refused_first(tmp_path,
     assert ("hostfw: hostfw_rollback_timeout (%d s) must exceed hostfw_reconnect_timeout (%d s)" % (rollback, reconnect)
             in out), out
     assert "unreachable=0" in out and "failed=1" in out, "refused on the controller, before any connection"
-    assert "Look for the nft binary" not in out
+    assert "Stage the candidate" not in out
 
 
 def test_default_timeouts_pass_the_check(tmp_path):
     proc = rollout(tmp_path)
     out = proc.stdout + proc.stderr
     assert "must exceed hostfw_reconnect_timeout" not in out
-    assert "Look for the nft binary" in out, "the run went on to the first task on the host"
+    assert "has no HostEndpoint and therefore no ruleset" in out, "the run went on past the check"

@@ -258,9 +258,9 @@ def test_prime_is_a_no_op_when_our_table_exists(host):
 
 def test_primed_fresh_host_rolls_back_to_absent(host):
     stage = host.run(state="stage", content=CANDIDATE)
-    host.run(state="apply", sha256=stage["sha256_after"], timeout=5, prime=True)
-    assert host.run(state="apply", sha256=stage["sha256_after"], timeout=5, prime=True)["applied"] is True
-    host.wait_for("rolled-back-*.json")
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=20, prime=True)
+    assert host.run(state="apply", sha256=stage["sha256_after"], timeout=20, prime=True)["applied"] is True
+    host.wait_for("rolled-back-*.json", timeout=40)
     assert "inet hostfw" not in host.tables(), "the rollback removed the candidate (and the primer)"
 
 
