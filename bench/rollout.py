@@ -15,7 +15,7 @@ canary (``hostfw_serial`` = N), a 50-policy world:
 - ``naive-2``    the naive play again;
 
 and prints the ratios to the naive play, the per-task time breakdown (ansible.posix.profile_tasks)
-and the time each host stayed armed (the role's "armed for at most N s" line, from the nft_commit
+and the time each host stayed armed (the role's "armed for N s" line, from the nft_commit
 action) for every ``--armed-serials`` value (default 5 and N): a rollout of a changed world with
 ``hostfw_serial`` = S and forks = S. Writes bench/results/rollout.json and rollout.md.
 
@@ -40,7 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NETWORK = "hostfw-bench-rollout"
 PREFIX = "hostfw-bench-r"
 KEY = os.path.join(ROOT, ".cache", "ssh", "id_ed25519")
-ARMED = re.compile(r"hostfw: (\S+) confirmed over a new connection.*?armed for at most ([0-9.]+) s")
+ARMED = re.compile(r"hostfw: (\S+) confirmed over a new connection.*?armed for ([0-9.]+) s")
 PROFILE = re.compile(r"^(.+?) -{3,} ([0-9.]+)s\s*$")
 NAIVE_PLAY = """---
 - name: Naive rollout (no stage, no check, no rollback, no confirmation)

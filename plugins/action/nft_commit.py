@@ -78,7 +78,13 @@ class ActionModule(ActionBase):
         if confirm is not None and not confirm.get("failed"):
             self._keep(result, confirm, "rollback", "sha256_after", "persisted")
             result.update(confirmed=True, changed=result["changed"] or bool(confirm.get("changed")),
-                          armed_seconds=round(self.clock() - started, 3))
+                          call_seconds=round(self.clock() - started, 3))
+            info = confirm.get("rollback") or {}
+            if info.get("disarmed_at") and info.get("armed_at"):
+                # both on the host's clock: from the arming to the disarming
+                result["armed_seconds"] = round(info["disarmed_at"] - info["armed_at"], 3)
+            else:
+                result["armed_seconds"] = result["call_seconds"]
             return result
         if confirm is not None and confirm.get("persisted") is False and not confirm.get("rolled_back"):
             return dict(result, confirmed=True, failed=True, persisted=False, msg="hostfw: %s" % confirm.get("msg"))

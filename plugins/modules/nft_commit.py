@@ -140,8 +140,12 @@ sha256_after:
   type: str
 armed_seconds:
   description:
-    - Controller seconds from the start of the arming call to the end of the confirming call, an upper bound
-      of the time the host stayed armed.
+    - Seconds the host stayed armed, from the arming to the disarming (both on the host's clock; the controller's
+      RV(call_seconds) when the host did not report them).
+  returned: when confirmed
+  type: float
+call_seconds:
+  description: Controller seconds from the start of the arming call to the end of the confirming (and persisting) call.
   returned: when confirmed
   type: float
 steps:

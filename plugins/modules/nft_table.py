@@ -298,6 +298,9 @@ rollback:
     armed_at:
       description: Epoch seconds (host clock) when it was armed.
       type: float
+    disarmed_at:
+      description: Epoch seconds (host clock) when V(confirm) disarmed it.
+      type: float
     deadline:
       description: Epoch seconds (host clock) when it fires.
       type: float
@@ -487,6 +490,22 @@ class NftTable(object):
             self.module.warn("hostfw: the running table inet hostfw is compared as listed: %s" % exc.msg)
             return listing
 
+    def current_listing_expecting(self, *expected):
+        """``current_listing()``, without the scratch-namespace reloads when the running table as listed already
+        hashes to one of the ``expected`` canonical hashes (then the listing is that canonical form: a canonical
+        form lists as itself).  The commit path uses it so that the time a host stays armed is not spent in
+        scratch namespaces."""
+        listing = self.listed_table()
+        if listing is None:
+            return None
+        if listing_sha256(listing) in [sha for sha in expected if sha]:
+            return listing
+        try:
+            return self.fixed_point(listing, "the running table inet hostfw")[0]
+        except NftTableError as exc:
+            self.module.warn("hostfw: the running table inet hostfw is compared as listed: %s" % exc.msg)
+            return listing
+
     def nft_version(self):
         """The first line of ``nft --version``."""
         if self._nft_version is None:
@@ -617,7 +636,7 @@ class NftTable(object):
             self.result["armed"] = False
             raise NftTableError("nft -f of the conntrack primer failed, nothing changed, rollback disarmed: %s"
                                 % err.strip(), rc=rc, stderr=err)
-        sha = listing_sha256(self.current_listing())
+        sha = listing_sha256(self.listed_table())
         self.state.write_json("primed.json", {"stage_id": stage["stage_id"], "sha256": sha, "at": time.time()})
         self.result.update({"changed": True, "primed": True, "sha256_after": sha})
 
@@ -759,8 +778,10 @@ class NftTable(object):
         """The stage record, after checking that the running table is still the staged snapshot (or
         already the candidate, or the conntrack primer this stage loaded).  Returns (stage, running sha256)."""
         stage = self.load_stage()
-        cur_sha = self.set_listing_result(self.current_listing())
-        if cur_sha is not None and cur_sha == self.primed_sha(stage):
+        primed = self.primed_sha(stage)
+        cur_sha = self.set_listing_result(self.current_listing_expecting(
+            stage["snapshot_sha256"], stage["candidate_sha256"], primed))
+        if cur_sha is not None and cur_sha == primed:
             return stage, cur_sha
         if cur_sha not in (stage["snapshot_sha256"], stage["candidate_sha256"]):
             raise NftTableError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage "
@@ -806,7 +827,7 @@ class NftTable(object):
             self.result["armed"] = False
             raise NftTableError("nft -f of the candidate failed, nothing changed, rollback disarmed: %s" % err.strip(),
                                 rc=rc, stderr=err)
-        after = listing_sha256(self.current_listing())
+        after = listing_sha256(self.current_listing_expecting(stage["candidate_sha256"]))
         self.result.update({"changed": True, "applied": True, "sha256_after": after})
         if after != stage["candidate_sha256"]:
             raise NftTableError("after nft -f the running table hashes to %s, not to the candidate %s; the armed "
@@ -816,7 +837,7 @@ class NftTable(object):
         if verify and not self.p["sha256"]:
             raise NftTableError("state=confirm needs sha256 (the candidate hash returned by state=stage)")
         armed, pending, fired = self.armed_now()
-        current = self.current_listing()
+        current = self.current_listing_expecting(self.p["sha256"])
         cur_sha = self.set_listing_result(current)
         if fired:
             info = self.rollback.describe(armed, pending, fired)
@@ -842,7 +863,7 @@ class NftTable(object):
             self.result["armed"] = pending
             return
         self.rollback.disarm(armed)
-        self.result["rollback"]["pending"] = False
+        self.result["rollback"].update({"pending": False, "disarmed_at": time.time()})
         self.result.update({"changed": True, "applied": verify, "armed": False})
         self.state.write_json("confirmed.json", {"id": armed["id"], "sha256": cur_sha, "at": time.time(),
                                                  "verified": verify})

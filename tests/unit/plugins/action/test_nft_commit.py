@@ -99,7 +99,14 @@ def test_apply_then_reset_then_confirm_and_persist_in_one_task():
     apply_args, confirm_args = host.calls[0][1], host.calls[1][1]
     assert apply_args["timeout"] == 20 and apply_args["prime"] is True and apply_args["sha256"] == SHA
     assert confirm_args["persist"] is True and confirm_args["sha256"] == SHA
-    assert result["armed_seconds"] == 1.0, "two calls of 0.5 s on the fake clock"
+    assert result["call_seconds"] == 1.0, "two calls of 0.5 s on the fake clock"
+    assert result["armed_seconds"] == 1.0, "no host times: the controller's"
+
+
+def test_armed_seconds_come_from_the_hosts_clock():
+    confirmed = dict(CONFIRMED, rollback=dict(ROLLBACK, pending=False, armed_at=50.0, disarmed_at=52.25))
+    result, host = run({"apply": [APPLIED], "confirm": [confirmed]})
+    assert result["armed_seconds"] == 2.25 and result["call_seconds"] == 1.0
 
 
 def test_a_fresh_host_is_primed_one_round_trip_before_the_apply():
