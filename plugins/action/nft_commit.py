@@ -42,7 +42,8 @@ class ActionModule(ActionBase):
         self._vars = task_vars
         self._args = args
         host = task_vars.get("inventory_hostname", "the host")
-        result.update(changed=False, applied=False, confirmed=False, primed=False, rolled_back=False, steps={})
+        result.update(changed=False, applied=False, confirmed=False, primed=False, rolled_back=False, armed=False,
+                      steps={})
         if args["timeout"] <= args["reconnect_timeout"]:
             return dict(result, failed=True, msg=(
                 "hostfw: the rollback timeout (%d s) must exceed the reconnect timeout (%d s): the rollback would fire "
@@ -64,7 +65,7 @@ class ActionModule(ActionBase):
             apply = self._nft("apply", sha256=args["sha256"], timeout=args["timeout"], prime=args["prime"],
                               rollback_method=args["rollback_method"])
             steps["prime_round_trip"] = round(self.clock() - armed_by, 3)
-        self._keep(result, apply, "applied", "rolled_back", "rollback", "sha256_after")
+        self._keep(result, apply, "applied", "rolled_back", "rollback", "sha256_after", "armed")
         result["changed"] = bool(apply.get("changed")) or result["primed"]
         if apply.get("failed"):
             return dict(result, failed=True, msg="hostfw: applying the candidate on %s failed: %s"
@@ -76,7 +77,7 @@ class ActionModule(ActionBase):
             persist_path=args["persist_path"], unit_path=args["unit_path"])
         steps["reconnect_confirm"] = round(self.clock() - reconnect_started, 3)
         if confirm is not None and not confirm.get("failed"):
-            self._keep(result, confirm, "rollback", "sha256_after", "persisted")
+            self._keep(result, confirm, "rollback", "sha256_after", "persisted", "armed")
             result.update(confirmed=True, changed=result["changed"] or bool(confirm.get("changed")),
                           call_seconds=round(self.clock() - started, 3))
             info = confirm.get("rollback") or {}

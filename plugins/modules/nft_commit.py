@@ -126,6 +126,10 @@ primed:
   description: Whether the conntrack primer was loaded first (a host without table inet hostfw).
   returned: always
   type: bool
+armed:
+  description: Whether a rollback is still pending after the task (false once confirmed).
+  returned: always
+  type: bool
 rolled_back:
   description: Whether the rollback fired (the task then fails with C(ROLLED BACK on <host>)).
   returned: always
