@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: hostfw.nftables contributors
 # GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The rollout benchmark (``make bench`` runs it after the render benchmark; bench/README.md).
@@ -246,7 +245,7 @@ def report(results, meta):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default=os.environ.get("BENCH_ROLLOUT_SIZES", "10,30"))
     parser.add_argument("--armed-serials", default=os.environ.get("BENCH_ROLLOUT_SERIALS", "5"),
                         help="extra hostfw_serial values for the armed window (each size's own N is always measured)")

@@ -55,7 +55,7 @@ options:
         C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
         differs from the candidate. In check mode nothing is written; the comparison is still made.
         With O(failsafe_inbound) and O(failsafe_outbound) it also returns what V(inspect) returns, in the same
-        call. It reports an earlier run's outcome: RV(last_rollback) (with a warning) when the last rollout rolled
+        call. It reports an earlier run's outcome, RV(last_rollback) (with a warning) when the last rollout rolled
         back, and RV(pending_confirm) when a rollback armed by an earlier, interrupted run is pending and the
         running table is this candidate (the role then confirms it over a new connection).
       - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
@@ -140,7 +140,7 @@ options:
     default: 60
   prime:
     description:
-      - For V(apply) when C(table inet hostfw) is absent (a fresh host): arm the rollback, then load only the
+      - For V(apply) when C(table inet hostfw) is absent (a fresh host), arm the rollback, then load only the
         conntrack primer, a C(table inet hostfw) that can never drop (C(policy accept), one C(ct state invalid
         counter) rule) but makes conntrack track every flow, and return RV(primed). The caller makes at least one
         round trip on its connection and calls V(apply) again, which loads the candidate. Without it, conntrack
@@ -351,7 +351,7 @@ primed:
 pending_confirm:
   description:
     - A rollback armed by an earlier run is pending and the running table is already this candidate
-      (the earlier run applied it but never confirmed): confirm it over a new connection, or it rolls back (V(stage)).
+      (the earlier run applied it but never confirmed); confirm it over a new connection, or it rolls back (V(stage)).
   returned: state=stage
   type: bool
 last_rollback:
