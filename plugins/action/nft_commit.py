@@ -55,16 +55,23 @@ class ActionModule(ActionBase):
         steps = result["steps"]
 
         started = self.clock()
-        apply = self._nft("apply", sha256=args["sha256"], timeout=args["timeout"], prime=args["prime"],
+        apply_args = dict(sha256=args["sha256"], timeout=args["timeout"], prime=args["prime"],
                           rollback_method=args["rollback_method"])
-        armed_by = self.clock()  # the rollback was armed before this moment: its deadline is at most timeout later
-        steps["apply"] = round(armed_by - started, 3)
-        if apply.get("primed"):
-            # the round trip after the primer: conntrack now tracks this connection as established
-            result["primed"] = True
-            apply = self._nft("apply", sha256=args["sha256"], timeout=args["timeout"], prime=args["prime"],
-                              rollback_method=args["rollback_method"])
-            steps["prime_round_trip"] = round(self.clock() - armed_by, 3)
+        armed_by = started + 3600  # unknown until the first call returns
+        try:
+            apply = self._nft("apply", **apply_args)
+            armed_by = self.clock()  # the rollback was armed before this moment: it fires at most timeout later
+            steps["apply"] = round(armed_by - started, 3)
+            if apply.get("primed"):
+                # the round trip after the primer: conntrack now tracks this connection as established
+                result["primed"] = True
+                apply = self._nft("apply", **apply_args)
+                steps["prime_round_trip"] = round(self.clock() - armed_by, 3)
+        except AnsibleConnectionFailure as exc:
+            # lost during the apply: whatever was armed fires by itself; wait for it and report what happened
+            result["changed"] = True
+            return self._after_deadline(result, host, min(armed_by, self.clock()), "the connection was lost "
+                                        "during the apply: %s" % _last_line(exc), {})
         self._keep(result, apply, "applied", "rolled_back", "rollback", "sha256_after", "armed")
         result["changed"] = bool(apply.get("changed")) or result["primed"]
         if apply.get("failed"):
@@ -90,25 +97,32 @@ class ActionModule(ActionBase):
         if confirm is not None and confirm.get("persisted") is False and not confirm.get("rolled_back"):
             return dict(result, confirmed=True, failed=True, persisted=False, msg="hostfw: %s" % confirm.get("msg"))
         reason = connection_error if confirm is None else confirm.get("msg")
-        if confirm is None or not confirm.get("rolled_back"):
-            # not confirmed: let the rollback deadline pass, then read what the host did
-            wait = max(0.0, armed_by + args["timeout"] + DEADLINE_MARGIN - self.clock())
-            steps["rollback_wait"] = round(wait, 3)
-            self.sleep(wait)
-            status_started = self.clock()
-            status, status_error = self._over_new_connection("status", args["reconnect_timeout"]
-                                                             + AFTER_DEADLINE_RECONNECT)
-            steps["status"] = round(self.clock() - status_started, 3)
-            if status is None:
-                unit = (apply.get("rollback") or {}).get("unit") or "a detached process"
-                return dict(result, failed=True, unreachable_after_deadline=True, msg=(
-                    "hostfw: %s was not reachable over a new connection within %d s after applying the candidate "
-                    "(sha256 %s), and is still unreachable after the rollback deadline (%d s): %s. Check the host's "
-                    "console; the rollback unit is %s. The rollout stops here."
-                    % (host, args["reconnect_timeout"], args["sha256"], args["timeout"], status_error, unit)))
-        else:
-            status = confirm
-        self._keep(result, status, "rolled_back", "rollback", "sha256_after")
+        if confirm is not None and confirm.get("rolled_back"):
+            return self._report(result, host, confirm, reason)
+        return self._after_deadline(result, host, armed_by, reason, apply)
+
+    def _after_deadline(self, result, host, armed_by, reason, apply):
+        """Not confirmed: let the rollback deadline pass, reach the host again, read what it did, and fail."""
+        args, steps = self._args, result["steps"]
+        wait = max(0.0, armed_by + args["timeout"] + DEADLINE_MARGIN - self.clock())
+        steps["rollback_wait"] = round(wait, 3)
+        self.sleep(wait)
+        status_started = self.clock()
+        status, status_error = self._over_new_connection("status", args["reconnect_timeout"] + AFTER_DEADLINE_RECONNECT)
+        steps["status"] = round(self.clock() - status_started, 3)
+        if status is None:
+            unit = (apply.get("rollback") or {}).get("unit") or "a detached process"
+            return dict(result, failed=True, unreachable_after_deadline=True, msg=(
+                "hostfw: %s was not reachable over a new connection within %d s after applying the candidate "
+                "(sha256 %s), and is still unreachable after the rollback deadline (%d s): %s. Check the host's "
+                "console; the rollback unit is %s. The rollout stops here."
+                % (host, args["reconnect_timeout"], args["sha256"], args["timeout"], status_error, unit)))
+        return self._report(result, host, status, reason)
+
+    def _report(self, result, host, status, reason):
+        """Fail the host with what its rollback status says."""
+        args = self._args
+        self._keep(result, status, "rolled_back", "rollback", "sha256_after", "armed")
         if status.get("rolled_back"):
             info = status.get("rollback") or {}
             return dict(result, failed=True, changed=True, msg=(
@@ -142,7 +156,7 @@ class ActionModule(ActionBase):
                     return res, None
                 error = res.get("msg") or "unreachable"
             except AnsibleConnectionFailure as exc:
-                error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                error = _last_line(exc)
             if self.clock() >= deadline:
                 return None, error
             self.sleep(1)
@@ -159,3 +173,9 @@ class ActionModule(ActionBase):
         for key in keys:
             if key in res:
                 result[key] = res[key]
+
+
+def _last_line(exc):
+    """The last line of an exception's message (ssh errors end with the reason), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__

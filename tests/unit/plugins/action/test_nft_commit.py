@@ -178,3 +178,12 @@ def test_rollback_timeout_must_exceed_reconnect_timeout(timeout, reconnect):
 def test_check_mode_runs_nothing_on_the_host():
     result, host = run({}, check_mode=True)
     assert result["changed"] is True and not result.get("failed") and host.events == []
+
+
+def test_connection_lost_during_the_apply_waits_for_the_rollback_and_reports_it():
+    primed = {"changed": True, "primed": True, "applied": False, "armed": True, "rollback": ROLLBACK}
+    result, host = run({"apply": [primed, UNREACHABLE], "status": [ROLLED_BACK]})
+    assert host.events[:2] == ["apply", "apply"] and host.events[-1] == "status" and "confirm" not in host.events
+    assert result["failed"] is True and result["rolled_back"] is True
+    assert "ROLLED BACK on node1" in result["msg"] and "the connection was lost during the apply" in result["msg"]
+    assert host.now >= 1000.5 + 20 + commit_action.DEADLINE_MARGIN, "the status is read after the deadline"
