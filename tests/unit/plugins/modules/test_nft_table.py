@@ -331,3 +331,30 @@ def test_stage_reports_an_unpersisted_running_candidate(host):
     assert stage["changed"] is False and stage["persisted"] is False, stage
     host.run(state="persist", sha256=stage["sha256_after"])
     assert host.run(state="stage", content=PREVIOUS)["persisted"] is True
+
+
+def test_unchanged_known_content_is_compared_without_scratch_namespaces(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    assert stage["canonical_loads"] == 2
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=stage["sha256_after"], persist=True)
+    again = host.run(state="stage", content=CANDIDATE, failsafe_inbound=[], failsafe_outbound=[])
+    assert again["changed"] is False and again["canonical_loads"] == 0, again
+    assert again["sha256_before"] == again["sha256_after"] == stage["sha256_after"] and again["persisted"] is True
+    assert again["tables"] == ["inet hostfw"] and again["pending_confirm"] is False
+    checked = host.run(check_mode=True, state="stage", content=CANDIDATE)
+    assert checked["changed"] is False and checked["canonical_loads"] == 0
+    # the running table changed by hand: the full stage runs and sees it
+    host.load(PREVIOUS)
+    drift = host.run(state="stage", content=CANDIDATE)
+    assert drift["changed"] is True and drift["canonical_loads"] == 2, drift
+    # other content: canonicalised again
+    other = host.run(state="stage", content=PREVIOUS)
+    assert other["changed"] is False and other["canonical_loads"] == 2
+
+
+def test_known_content_with_a_pending_rollback_takes_the_full_stage(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=60)
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["canonical_loads"] == 2 and again["pending_confirm"] is True, again
