@@ -58,6 +58,10 @@ options:
         call. It reports an earlier run's outcome, RV(last_rollback) (with a warning) when the last rollout rolled
         back, and RV(pending_confirm) when a rollback armed by an earlier, interrupted run is pending and the
         running table is this candidate (the role then confirms it over a new connection).
+        A run that changes nothing is cheap. When this host canonicalised exactly this O(content) before (with the
+        same nft, recorded in C(canonical.json)), the running table has that canonical hash, and no rollback is
+        armed or was reported, the stage only lists the running table and compares (RV(canonical_loads) 0); nothing
+        is written or checked, since nothing will be applied.
       - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
         rollback for the same stage is pending. Refuses while a rollback of another stage is pending.
       - V(apply) makes sure a rollback is armed (arming one with O(timeout) if needed), then loads the staged
@@ -340,7 +344,8 @@ canonicalised_with:
 canonical_loads:
   description:
     - How many scratch namespaces the candidate was loaded into until its listing stopped changing (V(stage)).
-      2 on nft 1.0 and newer; 3 on nft 0.9.8 and older for tables whose rules list differently once reloaded.
+      2 on nft 1.0 and newer; 3 on nft 0.9.8 and older for tables whose rules list differently once reloaded;
+      0 when the stage took the no-change path for content canonicalised here before.
   returned: state=stage
   type: int
   sample: 2
