@@ -201,7 +201,8 @@ def run_size(n, image, workdir, serials):
 
 
 def report(results, meta):
-    lines = ["Measured %s, %s, %d CPUs, commit %s." % (meta["date"], meta["host"], meta["cpus"], meta["commit"]), "",
+    lines = ["Measured %s, %s, %d CPUs, commit %s, load average %.1f at the end." % (
+        meta["date"], meta["host"], meta["cpus"], meta["commit"], meta.get("load_average_end", 0.0)), "",
              "| run | " + " | ".join("N = %d" % r["n"] for r in results) + " |",
              "|---|" + "---|" * len(results)]
     for name in ("first", "no-change", "check", "naive", "naive-2"):
@@ -244,6 +245,11 @@ def report(results, meta):
     return "\n".join(lines) + "\n"
 
 
+def _commit():
+    proc = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else os.environ.get("BENCH_COMMIT", "unknown")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default=os.environ.get("BENCH_ROLLOUT_SIZES", "10,30"))
@@ -262,7 +268,7 @@ def main(argv=None):
     workdir = tempfile.mkdtemp(prefix="hostfw-bench-rollout-")
     results = [run_size(n, image, workdir, serials) for n in sizes]
     meta = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "host": platform.node(), "cpus": os.cpu_count(),
-            "commit": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], check=False).stdout.strip()}
+            "commit": _commit(), "load_average_end": os.getloadavg()[0]}
     text = report(results, meta)
     print(text)
     os.makedirs(args.results, exist_ok=True)
