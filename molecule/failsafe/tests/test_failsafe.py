@@ -31,7 +31,7 @@ def test_protected_ports_refusal_names_port_tier_and_policy():
     for port in ("tcp:22", "tcp:179", "tcp:2379"):
         assert re.search(r"protected inbound port %s \(IPv[46]\) would be closed on all interfaces \(\*\) of host fs1 "
                          r"by tier lockdown policy close-control-ports ingress rule 0 \(Deny\)" % port, text), text
-    assert "Arm the rollback" not in text
+    assert "Apply the candidate with an armed rollback" not in text
 
 
 def test_management_access_refusal_names_the_flow():
@@ -40,4 +40,4 @@ def test_management_access_refusal_names_the_flow():
     match = re.search(r"the management flow TCP (\S+) -> (\S+):22 would be denied \((.*?)\)\. Nothing was changed", text)
     assert match, text
     assert match.group(3) == "end of tier lockdown (defaultAction Deny)"
-    assert "Arm the rollback" not in text
+    assert "Apply the candidate with an armed rollback" not in text
