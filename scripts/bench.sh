@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# make bench: the render benchmark (bench/README.md).
+# make bench: the render benchmark, then the rollout benchmark (bench/README.md).
 #
 #   scripts/bench.sh [bench/run.py options]        e.g. BENCH_SIZES=100,1000 scripts/bench.sh
+#
+# The rollout benchmark (bench/rollout.py: N containers of the target image over SSH; sizes
+# BENCH_ROLLOUT_SIZES, default 10,30; extra hostfw_serial values for the armed window
+# BENCH_ROLLOUT_SERIALS, default 5) runs as root with podman, under flock /tmp/hostfw-podman.lock;
+# BENCH_ROLLOUT=0 skips it, BENCH_ROLLOUT=only runs only it.
 #
 # Installs the benchmark's pinned requirements (Aerleon, matplotlib: bench/requirements.txt) into
 # the project's virtualenv (.venv, or $VENV), then runs
@@ -31,4 +36,11 @@ fi
 # ansible-playbook and aclgen are found next to $PY first (run.py), then on PATH
 PATH="$(dirname "$PY"):$PATH"
 export PATH
-exec "$PY" bench/run.py "$@"
+rc=0
+if [[ "${BENCH_ROLLOUT:-1}" != only ]]; then
+    "$PY" bench/run.py "$@" || rc=$?
+fi
+if [[ "${BENCH_ROLLOUT:-1}" != 0 ]]; then
+    flock /tmp/hostfw-podman.lock "$PY" bench/rollout.py || rc=$?
+fi
+exit $rc

@@ -6,7 +6,7 @@
 # A RUN is SCENARIO@SUITE (SUITE: bullseye = Debian 11, bookworm = Debian 12, trixie = Debian 13),
 # SCENARIO alone (on bookworm), or "platforms" (pytest tests/platforms: the golden tables through the
 # real module with each release's own nft and python3, in a chroot inside a network namespace).
-# Without arguments: default on all three releases, rollback on Debian 11 and 12, failsafe,
+# Without arguments: default on all three releases, rollback on Debian 11 and 12, fleet, failsafe,
 # coexist and staged on Debian 12, then platforms.
 #
 # Builds each release's image when needed (scripts/build-image.sh SUITE, cached by recipe hash),
@@ -25,7 +25,7 @@ BASE_CONFIG="${REPO}/molecule/resources/config.yml"
 DEFAULT_SUITE=bookworm
 RUNS=("$@")
 if [[ ${#RUNS[@]} -eq 0 ]]; then
-    RUNS=(default@bullseye default@bookworm default@trixie rollback@bullseye rollback@bookworm
+    RUNS=(default@bullseye default@bookworm default@trixie rollback@bullseye rollback@bookworm fleet@bookworm
           failsafe@bookworm coexist@bookworm staged@bookworm platforms)
 fi
 

@@ -27,6 +27,18 @@ TABLE = "table %s %s" % (TABLE_FAMILY, TABLE_NAME)
 # ``destroy table`` needs nft >= 1.0.8, Debian 12 has 1.0.6).
 PREAMBLE = "%s\ndelete %s\n" % (TABLE, TABLE)
 
+# The conntrack primer (nft_table state=apply with prime=true): loaded when table inet hostfw is absent, after
+# the rollback is armed and at least one round trip before the real apply.  It can never drop (policy accept, a
+# counter only), but its ``ct`` expression makes conntrack track every flow of the network namespace, so the
+# live management connection is picked up mid-stream and is ``ct state established`` by the time the real table
+# (whose egress policy may deny ``ct state new``) is applied.  The rollback restores "absent" and removes it.
+PRIMER = ("table inet hostfw {\n"
+          "\tchain conntrack-primer {\n"
+          "\t\ttype filter hook output priority filter; policy accept;\n"
+          "\t\tct state invalid counter\n"
+          "\t}\n"
+          "}\n")
+
 _TABLE_LINE = re.compile(r"^table\s+(\S+)\s+(\S+)(?:\s*\{)?\s*$")
 
 # The oldest nftables the rendered tables and the module's commands are written for (Ubuntu 20.04

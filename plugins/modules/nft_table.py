@@ -54,14 +54,26 @@ options:
         marker that it is absent), canonicalises O(content) in scratch network namespaces, checks both files with C(nft -c -f), and writes C(candidate.nft),
         C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
         differs from the candidate. In check mode nothing is written; the comparison is still made.
+        With O(failsafe_inbound) and O(failsafe_outbound) it also returns what V(inspect) returns, in the same
+        call. It reports an earlier run's outcome, RV(last_rollback) (with a warning) when the last rollout rolled
+        back, and RV(pending_confirm) when a rollback armed by an earlier, interrupted run is pending and the
+        running table is this candidate (the role then confirms it over a new connection).
+        A run that changes nothing is cheap. When this host canonicalised exactly this O(content) before (with the
+        same nft, recorded in C(canonical.json)), the running table has that canonical hash, and no rollback is
+        armed or was reported, the stage only lists the running table and compares (RV(canonical_loads) 0); nothing
+        is written or checked, since nothing will be applied.
       - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
         rollback for the same stage is pending. Refuses while a rollback of another stage is pending.
       - V(apply) makes sure a rollback is armed (arming one with O(timeout) if needed), then loads the staged
         candidate with one C(nft -f) and checks that the running table hashes to the candidate. Refuses if the
         running table changed since V(stage) or the staged candidate is not O(sha256). If the load fails the
         rollback is disarmed (nothing changed) and the task fails.
+        With O(prime), when our table is absent (a fresh host), the call arms the rollback, loads the
+        conntrack primer instead of the candidate and returns RV(primed); the next V(apply) call loads the
+        candidate (see the notes).
       - V(confirm) checks that the rollback has not fired and that the running table hashes to O(sha256), then
         disarms the rollback. If the table is not the candidate the rollback stays armed and the task fails.
+        With O(persist) it then persists the confirmed table as V(persist) does, in the same call.
         Run it over a new connection (the role does C(meta reset_connection) and M(ansible.builtin.wait_for_connection)).
       - V(disarm) stops a pending rollback without checking the running table (manual recovery).
       - V(status) reports whether a rollback is armed, whether it fired (RV(rolled_back)) and what it restored.
@@ -118,6 +130,7 @@ options:
   failsafe_inbound:
     description:
       - Failsafe entries (C({protocol, port, net})) checked by V(inspect) on inbound hooks; required for V(inspect).
+        Given to V(stage) with O(failsafe_outbound), the stage also inspects.
         The M(hostfw.nftables.compile) action returns each host's list (from its FelixConfiguration).
     type: list
     elements: dict
@@ -129,6 +142,21 @@ options:
     description: Seconds to wait for the lock held by another run before failing.
     type: int
     default: 60
+  prime:
+    description:
+      - For V(apply) when C(table inet hostfw) is absent (a fresh host), arm the rollback, then load only the
+        conntrack primer, a C(table inet hostfw) that can never drop (C(policy accept), one C(ct state invalid
+        counter) rule) but makes conntrack track every flow, and return RV(primed). The caller makes at least one
+        round trip on its connection and calls V(apply) again, which loads the candidate. Without it, conntrack
+        would pick the live SSH session up at the candidate's apply, mid-stream, as C(ct state new), and an egress
+        policy would drop the server's packets.
+      - The rollback restores the absent table (it deletes the primer too).
+    type: bool
+    default: false
+  persist:
+    description: For V(confirm), persist the confirmed table (as V(persist) does) in the same call.
+    type: bool
+    default: false
 attributes:
   check_mode:
     support: full
@@ -150,6 +178,14 @@ notes:
   - Needs root (C(CAP_NET_ADMIN)) and the C(nft) binary; the scratch namespace needs C(unshare) from util-linux.
   - In an unprivileged user namespace (the C(unshare -r -n) fallback) nftables transactions of more than a few
     hundred rules can fail with "Message too long"; real hosts have C(CAP_SYS_ADMIN) and use C(unshare -n).
+  - "B(Conntrack on a fresh host.) In a network namespace where no nftables or iptables rule uses conntrack yet,
+    the kernel tracks no flow: the first packet it sees of an established SSH session, once our table (which
+    matches C(ct state)) is loaded, is C(ct state new), and a policy that restricts egress drops the server's
+    replies. O(prime) closes this for the connection that runs the module: the primer is loaded one round trip
+    before the candidate, and every packet of that round trip makes the flow C(ct state established). Residual
+    risk: a connection that stays idle between the primer and the apply (another interactive SSH session, say)
+    is first seen after the apply; if the host sends its next packet first, egress policy drops it until the
+    client sends one (which the ingress failsafe admits, and which conntrack then tracks)."
   - Elements that the packet path adds to dynamic sets appear in the running listing and make the table compare
     as changed; the compiler does not use dynamic sets.
   - The unit has no C(ExecStop), so stopping C(hostfw.service) leaves the table loaded. It is ordered after the
@@ -266,6 +302,9 @@ rollback:
     armed_at:
       description: Epoch seconds (host clock) when it was armed.
       type: float
+    disarmed_at:
+      description: Epoch seconds (host clock) when V(confirm) disarmed it.
+      type: float
     deadline:
       description: Epoch seconds (host clock) when it fires.
       type: float
@@ -284,17 +323,17 @@ unified_diff:
   type: str
 tables:
   description: All tables on the host as C(family name) (V(inspect)).
-  returned: state=inspect
+  returned: state=inspect, or state=stage with failsafe_inbound and failsafe_outbound
   type: list
   elements: str
 findings:
   description: Base chains/rules of other tables that could block failsafe traffic (V(inspect)).
-  returned: state=inspect
+  returned: state=inspect, or state=stage with failsafe_inbound and failsafe_outbound
   type: list
   elements: dict
 ssh_connection:
   description: The SSH connection the module runs under, or null (V(inspect)).
-  returned: state=inspect
+  returned: state=inspect, or state=stage with failsafe_inbound and failsafe_outbound
   type: dict
   sample: {client_ip: 10.89.0.1, client_port: 40964, server_ip: 10.89.0.2, server_port: 22}
 canonicalised_with:
@@ -305,10 +344,37 @@ canonicalised_with:
 canonical_loads:
   description:
     - How many scratch namespaces the candidate was loaded into until its listing stopped changing (V(stage)).
-      2 on nft 1.0 and newer; 3 on nft 0.9.8 and older for tables whose rules list differently once reloaded.
+      2 on nft 1.0 and newer; 3 on nft 0.9.8 and older for tables whose rules list differently once reloaded;
+      0 when the stage took the no-change path for content canonicalised here before.
   returned: state=stage
   type: int
   sample: 2
+primed:
+  description: Whether V(apply) with O(prime) loaded the conntrack primer instead of the candidate (call V(apply) again).
+  returned: state=apply
+  type: bool
+pending_confirm:
+  description:
+    - A rollback armed by an earlier run is pending and the running table is already this candidate
+      (the earlier run applied it but never confirmed); confirm it over a new connection, or it rolls back (V(stage)).
+  returned: state=stage
+  type: bool
+last_rollback:
+  description:
+    - The rollback that fired in an earlier run, when no rollout was confirmed since (V(stage), V(status)); null otherwise.
+      Keys as in RV(rollback).
+  returned: state=stage or state=status
+  type: dict
+persisted:
+  description:
+    - For V(stage) when the running table is the candidate, whether O(persist_path) and the boot unit already hold it
+      (V(persist) would change nothing). For V(confirm) with O(persist), whether it was persisted.
+  returned: state=stage when not changed, state=confirm with persist
+  type: bool
+nft_missing:
+  description: The call failed because there is no C(nft) binary on the host (the role then installs nftables).
+  returned: when nft is missing
+  type: bool
 nft_version:
   description: The first line of C(nft --version) on the host (V(stage), V(inspect)).
   returned: state=stage or state=inspect
@@ -316,6 +382,7 @@ nft_version:
   sample: nftables v1.0.6 (Lester Gooch #5)
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -325,6 +392,7 @@ import uuid
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
+    PRIMER,
     TABLE,
     TABLE_FAMILY,
     TABLE_NAME,
@@ -347,6 +415,18 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft_rollback impo
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft_state import StateDir, StateError, read_text
 
 UNIT_NAME = "hostfw.service"
+
+
+def _text_sha256(text):
+    """sha256 (hex) of a text as given (not canonicalised)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _utc(epoch):
+    """Epoch seconds as an ISO 8601 UTC time (for messages)."""
+    if not epoch:
+        return "an unknown time"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class NftTableError(Exception):
@@ -415,6 +495,22 @@ class NftTable(object):
         listing = self.listed_table()
         if listing is None:
             return None
+        try:
+            return self.fixed_point(listing, "the running table inet hostfw")[0]
+        except NftTableError as exc:
+            self.module.warn("hostfw: the running table inet hostfw is compared as listed: %s" % exc.msg)
+            return listing
+
+    def current_listing_expecting(self, *expected):
+        """``current_listing()``, without the scratch-namespace reloads when the running table as listed already
+        hashes to one of the ``expected`` canonical hashes (then the listing is that canonical form: a canonical
+        form lists as itself).  The commit path uses it so that the time a host stays armed is not spent in
+        scratch namespaces."""
+        listing = self.listed_table()
+        if listing is None:
+            return None
+        if listing_sha256(listing) in [sha for sha in expected if sha]:
+            return listing
         try:
             return self.fixed_point(listing, "the running table inet hostfw")[0]
         except NftTableError as exc:
@@ -532,6 +628,66 @@ class NftTable(object):
         self.result["rollback"] = self.rollback.describe(record, True, None)
         return True
 
+    # ---------------------------------------------------------------- conntrack primer
+    def primed_sha(self, stage):
+        """sha256 of the conntrack primer that V(apply) loaded for this stage, or None."""
+        primed = self.state.read_json("primed.json")
+        if primed and primed.get("stage_id") == stage.get("stage_id"):
+            return primed.get("sha256")
+        return None
+
+    def load_primer(self, stage, armed):
+        """Load PRIMER (our table absent, the rollback armed): conntrack starts tracking the live management
+        connection, which the next call (the real apply, one round trip later) finds ``ct state established``."""
+        path = self.state.path("primer.nft")
+        self.state.write("primer.nft", render_apply_file(PRIMER, "hostfw.nftables conntrack primer (never drops)"))
+        rc, out, err = self.run([self.nft, "-f", path], check_rc=False)
+        if rc != 0:
+            self.rollback.disarm(armed)
+            self.result["armed"] = False
+            raise NftTableError("nft -f of the conntrack primer failed, nothing changed, rollback disarmed: %s"
+                                % err.strip(), rc=rc, stderr=err)
+        sha = listing_sha256(self.listed_table())
+        self.state.write_json("primed.json", {"stage_id": stage["stage_id"], "sha256": sha, "at": time.time()})
+        self.result.update({"changed": True, "primed": True, "sha256_after": sha})
+
+    # ---------------------------------------------------------------- outcomes of earlier runs
+    def retire_fired(self, armed, fired):
+        """A rollback fired: keep what happened in ``last-rollback.json`` (the next run reports it) and remove
+        ``armed.json``, so that the host is left clean."""
+        info = self.rollback.describe(armed, False, fired)
+        info.pop("stderr", None)
+        info["stderr"] = (fired.get("stderr") or "")[-2000:]
+        self.state.write_json("last-rollback.json", info)
+        self.state.remove("armed.json", "primed.json")
+
+    def last_rollback(self):
+        """The rollback that fired in an earlier run and was not followed by a confirmed rollout, or None."""
+        last = self.state.read_json("last-rollback.json")
+        if not last:
+            return None
+        confirmed = self.state.read_json("confirmed.json") or {}
+        if confirmed.get("at", 0) > (last.get("finished") or 0):
+            return None
+        return last
+
+    def inspect_into_result(self):
+        """The read-only inspection of V(inspect) (other tables, the SSH connection), into the result."""
+        rc, out, err = self.run([self.nft, "-j", "list", "ruleset"])
+        try:
+            data = json.loads(out or "{}")
+        except ValueError as exc:
+            raise NftTableError("cannot parse nft -j list ruleset: %s" % exc)
+        tables, findings = inspect_ruleset(data, self.p["failsafe_inbound"], self.p["failsafe_outbound"])
+        self.result.update({
+            "tables": tables,
+            "findings": findings,
+            "ssh_connection": self.find_ssh_connection(),
+            "nft_version": self.nft_version(),
+        })
+        for finding in findings:
+            self.module.warn("hostfw: another table may block failsafe traffic: %s" % finding["reason"])
+
     def set_listing_result(self, current):
         sha = listing_sha256(current)
         self.result.update({"sha256_before": sha, "sha256_after": sha, "present_before": current is not None})
@@ -547,6 +703,8 @@ class NftTable(object):
         problem = nft_version_problem(version)
         if problem:
             raise NftTableError("refusing to stage on this host: %s (%s)" % (problem, self.nft))
+        if self.stage_unchanged_known(content, version):
+            return
         candidate, how, loads = self.canonicalise(content)
         current = self.current_listing()
         cur_sha = listing_sha256(current)
@@ -585,6 +743,8 @@ class NftTable(object):
                 })
                 self.result["candidate_path"] = cand_path
                 self.result["snapshot_path"] = snap_path
+                self.state.write_json("canonical.json", {"content_sha256": _text_sha256(content),
+                                                         "candidate_sha256": cand_sha, "nft_version": version})
         finally:
             if workdir:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -597,9 +757,54 @@ class NftTable(object):
                 "after_header": "candidate: %s" % TABLE,
             }
         armed, pending, fired = self.armed_now()
+        if fired and not self.check:
+            self.retire_fired(armed, fired)
         self.result["armed"] = pending
-        if pending:
+        self.result["pending_confirm"] = bool(pending and cur_sha == cand_sha
+                                              and armed.get("candidate_sha256") in (None, cand_sha))
+        if self.result["pending_confirm"]:
+            self.module.warn("hostfw: a rollback (id %s, fires at %s) armed by an earlier run that never confirmed is "
+                             "pending on this host, and the running table is this candidate: this run confirms it "
+                             "over a new connection (or it rolls back)" % (armed["id"], _utc(armed.get("deadline"))))
+        elif pending:
             self.module.warn("a rollback (id %s) is pending on this host: another rollout may be in progress" % armed["id"])
+        self.result["last_rollback"] = self.last_rollback()
+        if self.result["last_rollback"]:
+            last = self.result["last_rollback"]
+            self.module.warn("hostfw: the last rollout on this host ROLLED BACK: rollback %s fired at %s and restored "
+                             "the previous table inet hostfw (sha256 %s, rc %s); candidate %s was never confirmed"
+                             % (last.get("id"), _utc(last.get("finished")), last.get("restored_sha256"),
+                                last.get("rc"), last.get("candidate_sha256")))
+        if not self.result["changed"]:
+            self.result["persisted"] = self.persist_plan(current, cur_sha)[0] == []
+        if self.p["failsafe_inbound"] is not None and self.p["failsafe_outbound"] is not None:
+            self.inspect_into_result()
+
+    def stage_unchanged_known(self, content, version):
+        """The no-change fast path of V(stage): this host canonicalised exactly this O(content) before, with this
+        nft, into a form whose hash the running table has now, and no rollback is pending.  Then the running table
+        is the candidate: nothing is canonicalised in scratch namespaces, written or checked (nothing will be
+        applied), and the result is what the full stage would return.  Returns whether it applied."""
+        known = self.state.read_json("canonical.json") if self.state.exists() else None
+        if not known or known.get("content_sha256") != _text_sha256(content) or known.get("nft_version") != version:
+            return False
+        listing = self.listed_table()
+        sha = listing_sha256(listing)
+        if sha is None or sha != known.get("candidate_sha256"):
+            return False
+        if self.state.read_json("armed.json") or self.last_rollback():
+            return False  # the full stage reports (and retires) what an earlier run left
+        self.result.update({"present_before": True, "sha256_before": sha, "sha256_after": sha, "changed": False,
+                            "canonicalised_with": "known (this content was canonicalised here before)",
+                            "canonical_loads": 0, "unified_diff": "", "armed": False, "pending_confirm": False})
+        if self.module._diff:
+            self.result["diff"] = {"before": listing, "after": listing, "before_header": "running: %s" % TABLE,
+                                   "after_header": "candidate: %s" % TABLE}
+        self.result["last_rollback"] = self.last_rollback()
+        self.result["persisted"] = self.persist_plan(listing, sha)[0] == []
+        if self.p["failsafe_inbound"] is not None and self.p["failsafe_outbound"] is not None:
+            self.inspect_into_result()
+        return True
 
     def load_stage(self):
         stage = self.state.read_json("stage.json")
@@ -612,9 +817,13 @@ class NftTable(object):
 
     def staged_and_unchanged(self):
         """The stage record, after checking that the running table is still the staged snapshot (or
-        already the candidate).  Returns (stage, running sha256)."""
+        already the candidate, or the conntrack primer this stage loaded).  Returns (stage, running sha256)."""
         stage = self.load_stage()
-        cur_sha = self.set_listing_result(self.current_listing())
+        primed = self.primed_sha(stage)
+        cur_sha = self.set_listing_result(self.current_listing_expecting(
+            stage["snapshot_sha256"], stage["candidate_sha256"], primed))
+        if cur_sha is not None and cur_sha == primed:
+            return stage, cur_sha
         if cur_sha not in (stage["snapshot_sha256"], stage["candidate_sha256"]):
             raise NftTableError("table inet hostfw changed since it was staged (now %s, staged snapshot %s): stage "
                                 "again" % (cur_sha, stage["snapshot_sha256"]))
@@ -642,8 +851,17 @@ class NftTable(object):
             self.result["changed"] = True
             self.result["sha256_after"] = stage["candidate_sha256"]
             return
+        armed, pending, fired = self.armed_now()
+        if fired and armed.get("stage_id") == stage["stage_id"]:
+            self.result.update({"rolled_back": True, "rollback": self.rollback.describe(armed, pending, fired)})
+            self.retire_fired(armed, fired)
+            raise NftTableError("the rollback %s armed for this stage already fired (at %s), before the candidate was "
+                                "applied: nothing is applied; stage again" % (armed["id"], _utc(fired.get("finished"))))
         self.do_arm(stage)
         armed = self.state.read_json("armed.json")
+        if self.p["prime"] and cur_sha is None and not stage.get("snapshot_present"):
+            self.load_primer(stage, armed)
+            return
         rc, out, err = self.run([self.nft, "-f", self.state.path("candidate.nft")], check_rc=False)
         if rc != 0:
             self.rollback.disarm(armed)
@@ -654,7 +872,7 @@ class NftTable(object):
             # when the counters of the new table started (read back by hostfw.nftables.nft_report)
             armed["applied_at"] = time.time()
             self.state.write_json("armed.json", armed)
-        after = listing_sha256(self.current_listing())
+        after = listing_sha256(self.current_listing_expecting(stage["candidate_sha256"]))
         self.result.update({"changed": True, "applied": True, "sha256_after": after})
         if after != stage["candidate_sha256"]:
             raise NftTableError("after nft -f the running table hashes to %s, not to the candidate %s; the armed "
@@ -664,10 +882,13 @@ class NftTable(object):
         if verify and not self.p["sha256"]:
             raise NftTableError("state=confirm needs sha256 (the candidate hash returned by state=stage)")
         armed, pending, fired = self.armed_now()
-        cur_sha = self.set_listing_result(self.current_listing())
+        current = self.current_listing_expecting(self.p["sha256"])
+        cur_sha = self.set_listing_result(current)
         if fired:
             info = self.rollback.describe(armed, pending, fired)
             self.result.update({"rolled_back": True, "rollback": info})
+            if not self.check:
+                self.retire_fired(armed, fired)
             raise NftTableError("the rollback %s fired at %s before the confirmation: table inet hostfw was restored "
                                 "to its previous state (sha256 %s)" % (armed["id"], time.strftime(
                                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired.get("finished", 0))),
@@ -679,6 +900,7 @@ class NftTable(object):
                                    if pending else "no rollback is armed"))
         if not armed:
             self.result["applied"] = verify
+            self.persist_after_confirm(verify, current, cur_sha)
             return
         self.result["rollback"] = self.rollback.describe(armed, pending, None)
         if self.check:
@@ -686,10 +908,28 @@ class NftTable(object):
             self.result["armed"] = pending
             return
         self.rollback.disarm(armed)
-        self.result["rollback"]["pending"] = False
+        self.result["rollback"].update({"pending": False, "disarmed_at": time.time()})
         self.result.update({"changed": True, "applied": verify, "armed": False})
         self.state.write_json("confirmed.json", {"id": armed["id"], "sha256": cur_sha, "at": time.time(),
                                                  "verified": verify, "applied_at": armed.get("applied_at")})
+        self.state.remove("last-rollback.json", "primed.json")
+        self.persist_after_confirm(verify, current, cur_sha)
+
+    def persist_after_confirm(self, verify, current, cur_sha):
+        """O(persist) of V(confirm): persist the confirmed table in the same call, so that a confirmed host is
+        persisted whatever happens to the other hosts of its batch."""
+        if not (verify and self.p["persist"]):
+            return
+        changed = self.result["changed"]
+        try:
+            self.do_persist(current, cur_sha)
+        except NftTableError as exc:
+            self.result["persisted"] = False
+            raise NftTableError("the running table inet hostfw (sha256 %s) is confirmed and the rollback disarmed, but "
+                                "persisting it failed: %s" % (cur_sha, exc.msg), **exc.extra)
+        self.result["persist_changed"] = self.result["changed"]
+        self.result["changed"] = changed or self.result["changed"]
+        self.result["persisted"] = True
 
     def op_status(self):
         armed, pending, fired = self.armed_now()
@@ -699,7 +939,13 @@ class NftTable(object):
             self.result["rollback"] = self.rollback.describe(armed, pending, fired)
             if not pending and not fired:
                 self.result["rollback"]["stale"] = True
+        if fired and not self.check:
+            self.retire_fired(armed, fired)
         self.result["confirmed"] = self.state.read_json("confirmed.json")
+        self.result["last_rollback"] = self.last_rollback()
+        if not armed and self.result["last_rollback"]:
+            # retired by an earlier call (confirm, stage): still the latest outcome on this host
+            self.result.update({"rolled_back": True, "rollback": self.result["last_rollback"]})
 
     def op_persist(self):
         armed, pending, fired = self.armed_now()
@@ -708,6 +954,35 @@ class NftTable(object):
                                 % armed["id"])
         current = self.current_listing()
         cur_sha = self.set_listing_result(current)
+        self.do_persist(current, cur_sha)
+
+    def persist_plan(self, current, cur_sha):
+        """(what persisting ``current`` would change: a list of diffs, the file text, the unit text, whether the
+        unit must be enabled).  Reads only."""
+        path = self.p["persist_path"]
+        text = render_apply_file(current, "hostfw.nftables: last confirmed table inet hostfw, loaded by %s\nsha256 %s"
+                                 % (UNIT_NAME, cur_sha))
+        old = read_text(path)
+        diffs = []
+        if old != text:
+            diffs.append({"before": old or "", "after": text, "before_header": path, "after_header": path})
+        unit_text = render_unit(self.nft, path)
+        unit_path = self.p["unit_path"]
+        old_unit = read_text(unit_path)
+        if old_unit != unit_text:
+            diffs.append({"before": old_unit or "", "after": unit_text, "before_header": unit_path,
+                          "after_header": unit_path})
+        enable = False
+        systemctl = self.module.get_bin_path("systemctl")
+        if systemctl:
+            rc, out, err = self.run([systemctl, "is-enabled", UNIT_NAME], check_rc=False)
+            enable = out.strip() != "enabled"
+        if enable and not diffs:
+            diffs.append({"before": "%s disabled\n" % UNIT_NAME, "after": "%s enabled\n" % UNIT_NAME,
+                          "before_header": "systemctl is-enabled", "after_header": "systemctl is-enabled"})
+        return diffs, text, unit_text, enable
+
+    def do_persist(self, current, cur_sha):
         if current is None:
             if self.check and self.p["sha256"]:
                 # Check mode on a host without our table yet: the candidate would be applied first,
@@ -723,45 +998,30 @@ class NftTable(object):
                 return
             raise NftTableError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
                                 % (cur_sha, self.p["sha256"]))
-        path = self.p["persist_path"]
-        text = render_apply_file(current, "hostfw.nftables: last confirmed table inet hostfw, loaded by %s\nsha256 %s"
-                                 % (UNIT_NAME, cur_sha))
-        old = read_text(path)
-        changed = False
-        diffs = []
-        if old != text:
-            changed = True
-            diffs.append({"before": old or "", "after": text, "before_header": path, "after_header": path})
-            if not self.check:
+        diffs, text, unit_text, enable = self.persist_plan(current, cur_sha)
+        path, unit_path = self.p["persist_path"], self.p["unit_path"]
+        if not self.check:
+            if read_text(path) != text:
                 try:
                     StateDir.write_atomic(path, text, 0o600)
                 except (IOError, OSError) as exc:
                     raise NftTableError("cannot write the persisted table %s: %s" % (path, exc))
                 self.nft_check_file(path, "persisted file")
-        unit_text = render_unit(self.nft, path)
-        unit_path = self.p["unit_path"]
-        old_unit = read_text(unit_path)
-        if old_unit != unit_text:
-            changed = True
-            diffs.append({"before": old_unit or "", "after": unit_text, "before_header": unit_path,
-                          "after_header": unit_path})
-            if not self.check:
+            unit_changed = read_text(unit_path) != unit_text
+            if unit_changed:
                 try:
                     StateDir.write_atomic(unit_path, unit_text, 0o644)
                 except (IOError, OSError) as exc:
                     raise NftTableError("cannot write the boot unit %s: %s" % (unit_path, exc))
-        systemctl = self.module.get_bin_path("systemctl")
-        if systemctl:
-            if self.rollback.systemd_running() and old_unit != unit_text and not self.check:
-                self.run([systemctl, "daemon-reload"])
-            rc, out, err = self.run([systemctl, "is-enabled", UNIT_NAME], check_rc=False)
-            if out.strip() != "enabled":
-                changed = True
-                if not self.check:
+            systemctl = self.module.get_bin_path("systemctl")
+            if systemctl:
+                if self.rollback.systemd_running() and unit_changed:
+                    self.run([systemctl, "daemon-reload"])
+                if enable:
                     self.run([systemctl, "enable", UNIT_NAME])
-        else:
+        if not self.module.get_bin_path("systemctl"):
             self.module.warn("systemctl not found: %s written but not enabled" % unit_path)
-        self.result["changed"] = changed
+        self.result["changed"] = bool(diffs)
         self.result["persist_path"] = path
         self.result["unit_path"] = unit_path
         if self.module._diff and diffs:
@@ -799,22 +1059,9 @@ class NftTable(object):
         self.result["changed"] = changed
 
     def op_inspect(self):
-        rc, out, err = self.run([self.nft, "-j", "list", "ruleset"])
-        try:
-            data = json.loads(out or "{}")
-        except ValueError as exc:
-            raise NftTableError("cannot parse nft -j list ruleset: %s" % exc)
-        tables, findings = inspect_ruleset(data, self.p["failsafe_inbound"], self.p["failsafe_outbound"])
+        self.inspect_into_result()
         self.set_listing_result(self.current_listing())
-        self.result.update({
-            "tables": tables,
-            "findings": findings,
-            "ssh_connection": self.find_ssh_connection(),
-            "nft_version": self.nft_version(),
-        })
         self.result["armed"] = self.armed_now()[1]
-        for finding in findings:
-            self.module.warn("hostfw: another table may block failsafe traffic: %s" % finding["reason"])
 
     @staticmethod
     def find_ssh_connection():
@@ -851,11 +1098,17 @@ def main():
             failsafe_inbound=dict(type="list", elements="dict"),
             failsafe_outbound=dict(type="list", elements="dict"),
             lock_timeout=dict(type="int", default=60),
+            prime=dict(type="bool", default=False),
+            persist=dict(type="bool", default=False),
         ),
         required_if=[("state", "stage", ["content"]), ("state", "confirm", ["sha256"]),
                      ("state", "inspect", ["failsafe_inbound", "failsafe_outbound"])],
         supports_check_mode=True,
     )
+    if not module.get_bin_path("nft"):
+        # the role installs nftables on this answer and stages again (hostfw_install_packages)
+        module.fail_json(msg="nft (nftables) is not installed on this host (not found on PATH nor in /sbin, /usr/sbin): "
+                         "install nftables 0.9.3 or newer", nft_missing=True, changed=False)
     table = NftTable(module)
     state = module.params["state"]
     try:

@@ -684,10 +684,10 @@ def test_plan_template_shows_the_change_and_changes_nothing(netns, tmp_path):
     diffs = events(result, "runner_on_file_diff", host="node-a", action="hostfw.nftables.nft_table")
     assert diffs and "node-https" in json.dumps(diffs[0]["event_data"]["diff"])
     assert "node-https" in staged[0]["event_data"]["res"]["unified_diff"]
-    for state in ("arm", "apply", "confirm"):
+    for state in ("arm", "apply", "confirm", "persist"):
         assert not events(result, host="node-a", action="hostfw.nftables.nft_table", state=state), state
-    persisted = events(result, "runner_on_ok", host="node-a", action="hostfw.nftables.nft_table", state="persist")
-    assert persisted and persisted[0]["event_data"]["res"]["changed"] is True  # would persist after an apply
+    # no commit in check mode (a plan costs what a run without change costs: the stage call)
+    assert not events(result, host="node-a", action="hostfw.nftables.nft_commit")
     nothing_to_roll_out(result, "node-b")
     assert netns.table_sha() == before
     assert not os.path.exists(str(netns.state_dir)), "check mode wrote the state directory"
@@ -712,12 +712,13 @@ def test_apply_template_rolls_out_and_confirms(netns, tmp_path):
     assert_successful(result)
     stage = events(result, "runner_on_ok", host="node-a", action="hostfw.nftables.nft_table", state="stage")
     candidate = stage[0]["event_data"]["res"]["sha256_after"]
-    for state in ("arm", "apply", "confirm"):
-        done = events(result, "runner_on_ok", host="node-a", action="hostfw.nftables.nft_table", state=state)
-        assert len(done) == 1 and done[0]["event_data"]["res"]["changed"] is True, state
+    # arm + apply, a new connection, confirm: one task (hostfw.nftables.nft_commit)
+    done = events(result, "runner_on_ok", host="node-a", action="hostfw.nftables.nft_commit")
+    assert len(done) == 1 and done[0]["event_data"]["res"]["changed"] is True
     confirmed = done[0]["event_data"]["res"]
+    assert confirmed["applied"] is True and confirmed["confirmed"] is True and confirmed["primed"] is True
     assert confirmed["sha256_after"] == candidate and confirmed["armed"] is False
-    assert events(result, "runner_on_ok", host="node-a", action="ansible.builtin.wait_for_connection")
+    assert "reconnect_confirm" in confirmed["steps"] and 0 < confirmed["armed_seconds"] < 60
     assert netns.table_sha() is not None
     assert not os.path.exists(os.path.join(str(netns.state_dir), "armed.json"))
     with open(os.path.join(str(netns.state_dir), "confirmed.json"), encoding="utf-8") as handle:

@@ -35,7 +35,7 @@ def test_protected_ports_refusal_names_port_tier_and_policy():
              "the FelixConfiguration, or remove them from hostfw_protected_ports")
     assert cause in text, text
     assert "would be closed" not in text
-    assert "Arm the rollback" not in text
+    assert "Apply the candidate with an armed rollback" not in text
 
 
 def test_management_access_refusal_names_the_flow():
@@ -44,4 +44,4 @@ def test_management_access_refusal_names_the_flow():
     match = re.search(r"the management flow TCP (\S+) -> (\S+):22 would be denied \((.*?)\)\. Nothing was changed", text)
     assert match, text
     assert match.group(3) == "end of tier lockdown (defaultAction Deny)"
-    assert "Arm the rollback" not in text
+    assert "Apply the candidate with an armed rollback" not in text

@@ -24,7 +24,9 @@ def test_rollback_record(host):
     assert len(records) == 1
     record = json.loads(records[0])
     assert record["rc"] == 0 and record["present"]
-    assert host.file("/run/hostfw/armed.json").exists, "armed.json stays as evidence until the next arm"
+    assert not host.file("/run/hostfw/armed.json").exists, "a fired rollback leaves no stale armed.json"
+    last = json.loads(host.file("/run/hostfw/last-rollback.json").content_string)
+    assert last["id"] in records[0] and last["fired"] is True and last["restored_identical"] is True
     assert host.run("systemctl list-timers --no-legend 'hostfw-rollback-*'").stdout.strip() == ""
 
 

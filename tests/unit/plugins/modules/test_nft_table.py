@@ -109,6 +109,11 @@ def host(tmp_path):
     return Host(tmp_path)
 
 
+def _warnings(result):
+    """The warning texts of a module result (plain strings, or ansible-core 2.19's warning summaries)."""
+    return [w["event"]["msg"] if isinstance(w, dict) else w for w in result.get("warnings", [])]
+
+
 def _rule_text(host):
     return host.tables().get("inet hostfw", [])
 
@@ -221,3 +226,139 @@ def test_candidate_with_another_table_is_refused(host):
     assert stage["failed"] is True
     assert stage["msg"] == "the candidate may only define table inet hostfw; it also defines: ip other"
     assert host.tables() == {}
+
+
+# ---- fleet rollout: conntrack primer, outcomes of earlier runs, confirm + persist in one call ----
+def test_first_apply_with_prime_loads_the_primer_one_round_trip_before_the_candidate(host):
+    from ansible_collections.hostfw.nftables.plugins.module_utils._nft import PRIMER
+
+    stage = host.run(state="stage", content=CANDIDATE)
+    assert stage["present_before"] is False and stage["changed"] is True
+    first = host.run(state="apply", sha256=stage["sha256_after"], timeout=30, prime=True)
+    assert first["primed"] is True and first["applied"] is False and first["armed"] is True, first
+    assert first["rollback"]["snapshot_sha256"] is None, "the rollback restores 'absent'"
+    body = host.tables()["inet hostfw"]
+    assert any("ct state invalid counter" in line for line in body), body
+    assert not any("drop" in line for line in body), "the primer can never drop"
+    assert "ct state invalid counter" in PRIMER and "policy accept" in PRIMER
+    second = host.run(state="apply", sha256=stage["sha256_after"], timeout=30, prime=True)
+    assert second.get("primed") is not True and second["applied"] is True, second
+    assert second["rollback"]["id"] == first["rollback"]["id"], "the rollback armed before the primer is kept"
+    assert "tcp dport 8080 drop" in _rule_text(host)
+    confirm = host.run(state="confirm", sha256=stage["sha256_after"], persist=True)
+    assert confirm["armed"] is False and confirm["persisted"] is True and confirm["changed"] is True, confirm
+    assert host.persist.read_text().startswith("# hostfw.nftables: last confirmed table inet hostfw")
+    assert not (host.state_dir / "primed.json").exists() and not (host.state_dir / "armed.json").exists()
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["changed"] is False and again["persisted"] is True and again["pending_confirm"] is False, again
+
+
+def test_prime_is_a_no_op_when_our_table_exists(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    apply = host.run(state="apply", sha256=stage["sha256_after"], timeout=30, prime=True)
+    assert apply["applied"] is True and not apply.get("primed"), apply
+
+
+def test_primed_fresh_host_rolls_back_to_absent(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=20, prime=True)
+    assert host.run(state="apply", sha256=stage["sha256_after"], timeout=20, prime=True)["applied"] is True
+    host.wait_for("rolled-back-*.json", timeout=40)
+    assert "inet hostfw" not in host.tables(), "the rollback removed the candidate (and the primer)"
+
+
+def test_apply_after_the_stage_rollback_fired_is_refused(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=1, prime=True)
+    host.wait_for("rolled-back-*.json")
+    late = host.run(state="apply", sha256=stage["sha256_after"], timeout=30, prime=True)
+    assert late["failed"] is True and late["rolled_back"] is True, late
+    assert "armed for this stage already fired" in late["msg"] and "nothing is applied; stage again" in late["msg"]
+    assert "inet hostfw" not in host.tables() and not (host.state_dir / "armed.json").exists()
+
+
+def test_a_fired_rollback_leaves_the_host_clean_and_the_next_run_says_so(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=1)
+    host.wait_for("rolled-back-*.json")
+    status = host.run(state="status")
+    assert status["rolled_back"] is True and status["armed"] is False, status
+    assert not (host.state_dir / "armed.json").exists(), "no stale armed.json after the rollback"
+    assert status["last_rollback"]["candidate_sha256"] == stage["sha256_after"]
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["last_rollback"]["id"] == status["rollback"]["id"], again
+    assert any("the last rollout on this host ROLLED BACK: rollback %s" % status["rollback"]["id"] in w
+               for w in _warnings(again)), _warnings(again)
+    host.run(state="apply", sha256=again["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=again["sha256_after"])
+    assert host.run(state="stage", content=CANDIDATE)["last_rollback"] is None, "a confirmed rollout clears it"
+
+
+def test_stage_retires_a_fired_rollback_nobody_reported(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=1)
+    host.wait_for("rolled-back-*.json")
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["last_rollback"]["rc"] == 0 and not (host.state_dir / "armed.json").exists(), again
+
+
+def test_rerun_after_an_interrupted_run_must_confirm(host):
+    """Ctrl-C after the apply: the running table is the candidate, the rollback still armed."""
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=60)
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["changed"] is False and again["armed"] is True and again["pending_confirm"] is True, again
+    assert any("never confirmed is pending" in w for w in _warnings(again)), _warnings(again)
+    apply = host.run(state="apply", sha256=again["sha256_after"], timeout=60, prime=True)
+    assert apply["applied"] is False and apply["armed"] is True, apply
+    confirm = host.run(state="confirm", sha256=again["sha256_after"], persist=True)
+    assert confirm["armed"] is False and confirm["persisted"] is True, confirm
+    assert host.run(state="stage", content=CANDIDATE)["pending_confirm"] is False
+
+
+def test_stage_with_failsafe_lists_also_inspects(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE, failsafe_inbound=[{"protocol": "tcp", "port": 22}],
+                     failsafe_outbound=[], env={"SSH_CONNECTION": "10.0.0.1 40000 10.0.0.2 22"})
+    assert stage["tables"] == ["inet hostfw"] and stage["findings"] == [], stage
+    assert stage["ssh_connection"] == {"client_ip": "10.0.0.1", "client_port": 40000, "server_ip": "10.0.0.2",
+                                       "server_port": 22}
+
+
+def test_stage_reports_an_unpersisted_running_candidate(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=PREVIOUS)
+    assert stage["changed"] is False and stage["persisted"] is False, stage
+    host.run(state="persist", sha256=stage["sha256_after"])
+    assert host.run(state="stage", content=PREVIOUS)["persisted"] is True
+
+
+def test_unchanged_known_content_is_compared_without_scratch_namespaces(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    assert stage["canonical_loads"] == 2
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=stage["sha256_after"], persist=True)
+    again = host.run(state="stage", content=CANDIDATE, failsafe_inbound=[], failsafe_outbound=[])
+    assert again["changed"] is False and again["canonical_loads"] == 0, again
+    assert again["sha256_before"] == again["sha256_after"] == stage["sha256_after"] and again["persisted"] is True
+    assert again["tables"] == ["inet hostfw"] and again["pending_confirm"] is False
+    checked = host.run(check_mode=True, state="stage", content=CANDIDATE)
+    assert checked["changed"] is False and checked["canonical_loads"] == 0
+    # the running table changed by hand: the full stage runs and sees it
+    host.load(PREVIOUS)
+    drift = host.run(state="stage", content=CANDIDATE)
+    assert drift["changed"] is True and drift["canonical_loads"] == 2, drift
+    # other content: canonicalised again
+    other = host.run(state="stage", content=PREVIOUS)
+    assert other["changed"] is False and other["canonical_loads"] == 2
+
+
+def test_known_content_with_a_pending_rollback_takes_the_full_stage(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=60)
+    again = host.run(state="stage", content=CANDIDATE)
+    assert again["canonical_loads"] == 2 and again["pending_confirm"] is True, again
