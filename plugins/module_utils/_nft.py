@@ -138,6 +138,117 @@ def foreign_tables(tables):
     return [t for t in tables if t != (TABLE_FAMILY, TABLE_NAME)]
 
 
+# --------------------------------------------------------------------------------------------
+# the candidate's text, before nft reads it
+# --------------------------------------------------------------------------------------------
+# Top-level commands a candidate may contain: each must name our table (``<verb> <object>
+# inet hostfw ...``, ``ct`` objects one word later).  Everything else (``flush ruleset``, another
+# table, ``define``, ``list``, ``monitor``, ...) is refused before any nft reads the text.
+_VERBS = ("add", "create", "insert", "replace", "delete", "destroy", "flush", "reset")
+_OBJECTS = ("table", "chain", "rule", "set", "map", "element", "counter", "quota", "limit", "flowtable",
+            "secmark", "synproxy", "ct")
+# The words that make nft read another file or the ruleset of the host.
+_FORBIDDEN_WORDS = ("include",)
+
+
+def _statements(text):
+    """Split nft text into top-level statements as nft's scanner does: ``"..."`` strings (which
+    may span lines) and ``#`` comments are opaque; ``;`` and newlines end a statement at depth 0;
+    ``{ ... }`` is a block.  Yields ``(line, head words, block words or None)``; raises ValueError
+    with the line for an unterminated string or unbalanced braces."""
+    words, block, depth, line, start, word = [], None, 0, 1, 1, ""
+    i, n = 0, len(text)
+
+    def flush_word():
+        if word:
+            (block if depth else words).append(word)
+
+    while i < n:
+        char = text[i]
+        if char == '"':
+            end = text.find('"', i + 1)
+            if end < 0:
+                raise ValueError("line %d: a string is not terminated" % line)
+            flush_word()
+            word = ""
+            (block if depth else words).append(text[i:end + 1])
+            line += text.count("\n", i, end)
+            i = end + 1
+            continue
+        if char == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        if char in " \t\r\n;{}":
+            flush_word()
+            word = ""
+            if char == "{":
+                if depth == 0:
+                    block = []
+                depth += 1
+            elif char == "}":
+                if depth == 0:
+                    raise ValueError("line %d: a '}' closes no block" % line)
+                depth -= 1
+                if depth == 0:
+                    yield start, words, block
+                    words, block = [], None
+            elif char in ";\n" and depth == 0 and words:
+                yield start, words, None
+                words = []
+            if char == "\n":
+                line += 1
+            if depth == 0 and not words:
+                start = line
+        else:
+            word += char
+        i += 1
+    flush_word()
+    if depth:
+        raise ValueError("line %d: a '{' is not closed" % start)
+    if words:
+        yield start, words, None
+
+
+def _names_our_table(words):
+    """Whether a top-level statement (its words) acts on table inet hostfw only."""
+    rest = list(words)
+    if rest and rest[0] in _VERBS:
+        rest = rest[1:]
+    if not rest or rest[0] not in _OBJECTS:
+        return False
+    rest = rest[2:] if rest[0] == "ct" else rest[1:]
+    return rest[:2] == [TABLE_FAMILY, TABLE_NAME]
+
+
+def candidate_text_problems(text):
+    """Why the candidate text may not reach nft (a list of messages, one per problem; empty when it
+    may): a NUL byte, ``include`` (nft would read another file, as root, while checking it), or a
+    top-level statement that does not act on table inet hostfw (``flush ruleset``, another table,
+    ``define``, ...).  A pre-scan of the text before any nft reads it; the listing of the scratch
+    namespace is checked as well afterwards (check_listing_is_our_table)."""
+    if "\0" in text:
+        return ["the candidate contains a NUL byte (fix: render it again with hostfw.nftables.compile)"]
+    problems = []
+    try:
+        for line, words, block in _statements(text):
+            included = False
+            for word in words + (block or []):
+                if word in _FORBIDDEN_WORDS:
+                    problems.append("line %d: the candidate may not %s other files (%s): hostfw.nftables loads only "
+                                    "%s (fix: put the rules in the table itself)"
+                                    % (line, word, " ".join(words + (block or []))[:120], TABLE))
+                    included = True
+                    break
+            if not included and not _names_our_table(words):
+                problems.append("line %d: `%s` acts outside %s; the candidate may only define that table (fix: "
+                                "remove the statement; hostfw.nftables never touches other tables)"
+                                % (line, " ".join(words)[:120], TABLE))
+    except ValueError as exc:
+        problems.append("%s (fix: render the candidate again with hostfw.nftables.compile)" % exc)
+    return problems
+
+
 def check_listing_is_our_table(listing):
     """Return an error message when a listing is not exactly one ``table inet hostfw``."""
     norm = normalise_listing(listing)

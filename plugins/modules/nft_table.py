@@ -50,7 +50,9 @@ options:
   state:
     description:
       - The operation to run.
-      - V(stage) refuses an C(nft) older than 0.9.3 (RV(nft_version)), lists the running table (snapshot, or a
+      - V(stage) refuses O(content) with C(include), C(flush ruleset), another table or any other statement outside
+        C(table inet hostfw) before any C(nft) reads it (a scan of the text), refuses an C(nft) older than 0.9.3
+        (RV(nft_version)), lists the running table (snapshot, or a
         marker that it is absent), canonicalises O(content) in scratch network namespaces, checks both files with C(nft -c -f), and writes C(candidate.nft),
         C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
         differs from the candidate. In check mode nothing is written; the comparison is still made.
@@ -329,6 +331,7 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     TABLE_FAMILY,
     TABLE_NAME,
     FixedPointError,
+    candidate_text_problems,
     check_listing_is_our_table,
     foreign_tables,
     listing_fixed_point,
@@ -547,6 +550,10 @@ class NftTable(object):
         problem = nft_version_problem(version)
         if problem:
             raise NftTableError("refusing to stage on this host: %s (%s)" % (problem, self.nft))
+        problems = candidate_text_problems(content)
+        if problems:
+            raise NftTableError("the candidate is refused before nft reads it: %s" % "; ".join(problems),
+                                problems=problems)
         candidate, how, loads = self.canonicalise(content)
         current = self.current_listing()
         cur_sha = listing_sha256(current)

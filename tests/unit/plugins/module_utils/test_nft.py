@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from ansible_collections.hostfw.nftables.plugins.module_utils import _nft, _nft_inspect, _nft_rollback
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import felix
@@ -164,3 +167,35 @@ def test_inspect_custom_failsafes_and_empty():
                                                     failsafe_outbound=[])
     assert findings == []
     assert _nft_inspect.inspect_ruleset({}, INBOUND, OUTBOUND) == ([], [])
+
+
+# the pre-scan of the candidate text (issue 14, item 1 on the target)
+@pytest.mark.parametrize("text, problem", [
+    ('include "/etc/shadow"\n', 'line 1: the candidate may not include other files (include "/etc/shadow")'),
+    ('table inet hostfw {\n\tchain c {\n\t\tinclude "/dev/zero"\n\t}\n}\n',
+     'line 1: the candidate may not include other files (table inet hostfw chain c include "/dev/zero")'),
+    ("table inet hostfw\nflush ruleset\n", "line 2: `flush ruleset` acts outside table inet hostfw"),
+    ("table inet hostfw { }; table ip filter { }\n", "line 1: `table ip filter` acts outside table inet hostfw"),
+    ("define T = ip\n", "line 1: `define T = ip` acts outside"),
+    ("delete table ip nat\n", "line 1: `delete table ip nat` acts outside"),
+    ("list ruleset\n", "line 1: `list ruleset` acts outside"),
+    ('table inet hostfw {\n\tcomment "x\n}\n', "line 2: a string is not terminated"),
+    ("table inet hostfw {\n", "line 1: a '{' is not closed"),
+    ("table inet hostfw\x00\n", "the candidate contains a NUL byte"),
+])
+def test_candidate_pre_scan_refuses(text, problem):
+    problems = _nft.candidate_text_problems(text)
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_candidate_pre_scan_accepts_our_table():
+    text = ('# hostfw: host "n1"\ntable inet hostfw\ndelete table inet hostfw\ntable inet hostfw {\n'
+            '\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n'
+            '\t\ttcp dport 22 accept comment "include # { flush ruleset"\n\t}\n}\n'
+            'add rule inet hostfw input udp dport 53 accept\n')
+    assert _nft.candidate_text_problems(text) == []
+    golden = os.path.join(os.path.dirname(__file__), "..", "plugin_utils", "golden")
+    for name in sorted(os.listdir(golden)):
+        if name.endswith(".nft"):
+            with open(os.path.join(golden, name)) as handle:
+                assert _nft.candidate_text_problems(handle.read()) == [], name

@@ -215,5 +215,18 @@ def test_candidate_with_another_table_is_refused(host):
     bad = CANDIDATE + "table ip other {\n\tchain c {\n\t}\n}\n"
     stage = host.run(state="stage", content=bad)
     assert stage["failed"] is True
-    assert stage["msg"] == "the candidate may only define table inet hostfw; it also defines: ip other"
+    assert stage["msg"] == ("the candidate is refused before nft reads it: line 9: `table ip other` acts outside table "
+                            "inet hostfw; the candidate may only define that table (fix: remove the statement; "
+                            "hostfw.nftables never touches other tables)")
     assert host.tables() == {}
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('include "/dev/zero"\n' + CANDIDATE, 'line 1: the candidate may not include other files (include "/dev/zero")'),
+    ("flush ruleset\n" + CANDIDATE, "line 1: `flush ruleset` acts outside table inet hostfw"),
+])
+def test_include_and_flush_ruleset_are_refused_before_nft_reads_them(host, content, problem):
+    stage = host.run(state="stage", content=content)
+    assert stage["failed"] is True
+    assert stage["msg"].startswith("the candidate is refused before nft reads it: " + problem), stage["msg"]
+    assert host.tables() == {} and not host.state_dir.joinpath("stage.json").exists()
