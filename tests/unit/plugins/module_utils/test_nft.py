@@ -84,12 +84,15 @@ def test_unit_loads_only_our_file():
 
 def test_rollback_program_compiles_and_respects_disarm(tmp_path):
     compile(_nft_rollback.ROLLBACK_PROGRAM, "rollback.py", "exec")
+    tmp_path.chmod(0o700)
     prog = tmp_path / "rollback.py"
     prog.write_text(_nft_rollback.ROLLBACK_PROGRAM)
     fake_nft = tmp_path / "nft"
     fake_nft.write_text("#!/bin/sh\necho \"$@\" >> %s/calls\n" % tmp_path)
     fake_nft.chmod(0o755)
-    (tmp_path / "rollback-x.nft").write_text("table inet hostfw\ndelete table inet hostfw\n")
+    copy = b"table inet hostfw\ndelete table inet hostfw\n"
+    (tmp_path / "rollback-x.nft").write_bytes(copy)
+    (tmp_path / "armed.json").write_text(json.dumps({"id": "x", "copy_sha256": hashlib.sha256(copy).hexdigest()}))
     (tmp_path / "disarmed-x").write_text("1\n")
     subprocess.check_call([sys.executable, str(prog), str(tmp_path), "x", str(fake_nft)])
     assert not (tmp_path / "calls").exists(), "a disarmed rollback must not run nft"
@@ -99,7 +102,7 @@ def test_rollback_program_compiles_and_respects_disarm(tmp_path):
     assert calls[0] == "-f %s/rollback-x.nft" % tmp_path
     assert calls[1] == "-s list table inet hostfw"
     record = json.loads((tmp_path / "rolled-back-x.json").read_text())
-    assert record["id"] == "x" and record["rc"] == 0
+    assert record["id"] == "x" and record["rc"] == 0 and record["restored"] is True and record["error"] is None
 
 
 def _rule(table, chain, exprs, family="ip", handle=1, comment=None):
