@@ -154,14 +154,15 @@ _FORBIDDEN_WORDS = ("include",)
 def _statements(text):
     """Split nft text into top-level statements as nft's scanner does: ``"..."`` strings (which
     may span lines) and ``#`` comments are opaque; ``;`` and newlines end a statement at depth 0;
-    ``{ ... }`` is a block.  Yields ``(line, head words, block words or None)``; raises ValueError
-    with the line for an unterminated string or unbalanced braces."""
+    ``{ ... }`` is a block.  Yields ``(line, head words, block words or None)``, each word a
+    ``(text, line)`` pair; raises ValueError with the line for an unterminated string or unbalanced
+    braces."""
     words, block, depth, line, start, word = [], None, 0, 1, 1, ""
     i, n = 0, len(text)
 
     def flush_word():
         if word:
-            (block if depth else words).append(word)
+            (block if depth else words).append((word, line))
 
     while i < n:
         char = text[i]
@@ -171,7 +172,7 @@ def _statements(text):
                 raise ValueError("line %d: a string is not terminated" % line)
             flush_word()
             word = ""
-            (block if depth else words).append(text[i:end + 1])
+            (block if depth else words).append((text[i:end + 1], line))
             line += text.count("\n", i, end)
             i = end + 1
             continue
@@ -212,7 +213,7 @@ def _statements(text):
 
 def _names_our_table(words):
     """Whether a top-level statement (its words) acts on table inet hostfw only."""
-    rest = list(words)
+    rest = [word for word, dummy in words]
     if rest and rest[0] in _VERBS:
         rest = rest[1:]
     if not rest or rest[0] not in _OBJECTS:
@@ -233,17 +234,18 @@ def candidate_text_problems(text):
     try:
         for line, words, block in _statements(text):
             included = False
-            for word in words + (block or []):
+            every = words + (block or [])
+            for index, (word, at) in enumerate(every):
                 if word in _FORBIDDEN_WORDS:
                     problems.append("line %d: the candidate may not %s other files (%s): hostfw.nftables loads only "
                                     "%s (fix: put the rules in the table itself)"
-                                    % (line, word, " ".join(words + (block or []))[:120], TABLE))
+                                    % (at, word, " ".join(w for w, dummy in every[index:index + 2])[:120], TABLE))
                     included = True
                     break
             if not included and not _names_our_table(words):
                 problems.append("line %d: `%s` acts outside %s; the candidate may only define that table (fix: "
                                 "remove the statement; hostfw.nftables never touches other tables)"
-                                % (line, " ".join(words)[:120], TABLE))
+                                % (line, " ".join(w for w, dummy in words)[:120], TABLE))
     except ValueError as exc:
         problems.append("%s (fix: render the candidate again with hostfw.nftables.compile)" % exc)
     return problems

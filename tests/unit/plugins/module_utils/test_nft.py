@@ -176,7 +176,7 @@ def test_inspect_custom_failsafes_and_empty():
 @pytest.mark.parametrize("text, problem", [
     ('include "/etc/shadow"\n', 'line 1: the candidate may not include other files (include "/etc/shadow")'),
     ('table inet hostfw {\n\tchain c {\n\t\tinclude "/dev/zero"\n\t}\n}\n',
-     'line 1: the candidate may not include other files (table inet hostfw chain c include "/dev/zero")'),
+     'line 3: the candidate may not include other files (include "/dev/zero")'),
     ("table inet hostfw\nflush ruleset\n", "line 2: `flush ruleset` acts outside table inet hostfw"),
     ("table inet hostfw { }; table ip filter { }\n", "line 1: `table ip filter` acts outside table inet hostfw"),
     ("define T = ip\n", "line 1: `define T = ip` acts outside"),
