@@ -316,6 +316,19 @@ def ssh_connection_from_environ_blob(blob):
 # --------------------------------------------------------------------------------------------
 # files written on the host
 # --------------------------------------------------------------------------------------------
+# Paths written into the boot unit: no whitespace, quotes, ``%`` (a systemd specifier), ``\``
+# or control characters, which would split ExecStart or add directives.
+_UNIT_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@:,=-]*$")
+
+
+def unit_path_problem(path, option):
+    """Why ``path`` cannot appear in the boot unit (None when it can)."""
+    if not _UNIT_SAFE_PATH.match(path or ""):
+        return ("%s %r cannot be written into the boot unit: it must be an absolute path of letters, digits and "
+                "._/+@:,=- only (no spaces, quotes, %%, backslashes or control characters)" % (option, path))
+    return None
+
+
 def render_unit(nft_path, persist_path):
     """Our boot unit: loads ONLY table inet hostfw, early, from the last confirmed file.
 

@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 import signal
 import sys
 import time
@@ -192,6 +193,14 @@ if __name__ == "__main__":
 """
 
 
+# rollback ids: UTC arming time and 8 hex digits (they name files in the state directory)
+_ROLLBACK_ID = re.compile(r"^[0-9]{8}T[0-9]{6}-[0-9a-f]{8}$")
+
+
+def valid_id(rid):
+    return isinstance(rid, str) and bool(_ROLLBACK_ID.match(rid))
+
+
 class Rollback(object):
     """Arming and disarming, for one module run.  ``run(argv, check_rc)`` runs a command (the
     module's ``run_command``), ``which(name)`` finds a binary, ``check_file(path, what)`` runs
@@ -229,7 +238,7 @@ class Rollback(object):
 
     def info(self, armed):
         """Describe an armed.json record: (pending, fired_record)."""
-        if not armed or not armed.get("id"):
+        if not armed or not valid_id(armed.get("id")):
             return False, None
         fired = self.state.read_json("rolled-back-%s.json" % armed["id"])
         if fired:
@@ -319,6 +328,9 @@ class Rollback(object):
 
     def disarm(self, armed):
         """Disarm under the lock: the marker makes a racing rollback program exit untouched."""
+        if not valid_id(armed.get("id")):  # a damaged record names no files: just forget it
+            self.state.remove("armed.json")
+            return
         self.state.write("disarmed-%s" % armed["id"], "%f\n" % time.time())
         if armed.get("method") == "systemd":
             systemctl = self.which("systemctl")

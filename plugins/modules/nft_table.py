@@ -378,8 +378,9 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     render_unit,
     ssh_connection_from_environ_blob,
     unified_diff,
+    unit_path_problem,
 )
-from ansible_collections.hostfw.nftables.plugins.module_utils._nft_inspect import inspect_ruleset
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_inspect import failsafe_problems, inspect_ruleset
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft_rollback import Rollback
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft_state import (
     StateDir,
@@ -672,6 +673,9 @@ class NftTable(object):
 
     def load_stage(self):
         stage = self.state.read_json("stage.json")
+        if stage and not all(key in stage for key in ("stage_id", "candidate_sha256", "snapshot_sha256")):
+            raise NftTableError("the stage record %s is damaged (it lacks stage_id, candidate_sha256 or "
+                                "snapshot_sha256): stage again" % self.state.path("stage.json"))
         if not stage or not os.path.exists(self.state.path("candidate.nft")):
             raise NftTableError("nothing is staged in %s: run state=stage first" % self.state.root)
         if self.p["sha256"] and self.p["sha256"] != stage["candidate_sha256"]:
@@ -805,9 +809,14 @@ class NftTable(object):
             raise NftTableError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
                                 % (cur_sha, self.p["sha256"]))
         path = self.p["persist_path"]
-        problem = check_ancestors(path)
-        if problem:
-            raise NftTableError("refusing to persist to %s: %s" % (path, problem))
+        for option, value in (("persist_path", path), ("unit_path", self.p["unit_path"]), ("nft", self.nft)):
+            problem = unit_path_problem(value, option)
+            if problem:
+                raise NftTableError(problem)
+        for value in (path, self.p["unit_path"]):
+            problem = check_ancestors(value)
+            if problem:
+                raise NftTableError("refusing to persist to %s: %s" % (value, problem))
         text = render_apply_file(current, "hostfw.nftables: last confirmed table inet hostfw, loaded by %s\nsha256 %s"
                                  % (UNIT_NAME, cur_sha))
         old = read_text(path)
@@ -884,6 +893,10 @@ class NftTable(object):
         self.result["changed"] = changed
 
     def op_inspect(self):
+        problems = failsafe_problems(self.p["failsafe_inbound"], "failsafe_inbound") + \
+            failsafe_problems(self.p["failsafe_outbound"], "failsafe_outbound")
+        if problems:
+            raise NftTableError("; ".join(problems))
         rc, out, err = self.run([self.nft, "-j", "list", "ruleset"])
         try:
             data = json.loads(out or "{}")

@@ -373,3 +373,32 @@ def test_housekeeping_keeps_the_last_five_rollbacks(host):
     names = sorted(os.listdir(str(host.state_dir)))
     assert len([n for n in names if n.startswith("disarmed-")]) == 5, names
     assert not [n for n in names if n.startswith("rollback-")], names
+
+
+def test_paths_that_would_inject_into_the_boot_unit_are_refused(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=stage["sha256_after"])
+    evil = str(host.tmp / "etc" / "x.nft\nExecStartPre=/bin/sh -c id")
+    persist = host.run(state="persist", sha256=stage["sha256_after"], persist_path=evil)
+    assert persist["failed"] is True
+    assert persist["msg"] == ("persist_path %r cannot be written into the boot unit: it must be an absolute path of "
+                              "letters, digits and ._/+@:,=- only (no spaces, quotes, %%, backslashes or control "
+                              "characters)" % evil), persist["msg"]
+    assert not host.unit.exists()
+
+
+def test_damaged_records_and_bad_failsafes_are_clear_messages(host):
+    host.run(state="stage", content=CANDIDATE)
+    (host.state_dir / "stage.json").write_text('{"staged_at": 1}\n')
+    arm = host.run(state="arm", timeout=30)
+    assert arm["msg"] == ("the stage record %s is damaged (it lacks stage_id, candidate_sha256 or snapshot_sha256): "
+                          "stage again" % (host.state_dir / "stage.json")), arm
+    (host.state_dir / "armed.json").write_text('{"id": "../../escape", "method": "detached"}\n')
+    disarm = host.run(state="disarm")
+    assert not disarm.get("failed") and not (host.tmp / "escape").exists() and not (host.tmp / "disarmed-..").exists()
+    inspect = host.run(state="inspect", failsafe_inbound=[{"protocol": "tcp", "port": "22:23"}],
+                       failsafe_outbound=[{"protocol": "icmp", "port": 1}])
+    assert inspect["msg"] == ("failsafe_inbound[0].port: '22:23' is not a port number 0-65535 (fix: one entry per port, "
+                              "as the compile action returns them); failsafe_outbound[0].protocol: 'icmp' is not tcp, "
+                              "udp or sctp"), inspect
