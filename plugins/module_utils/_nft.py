@@ -151,60 +151,48 @@ _OBJECTS = ("table", "chain", "rule", "set", "map", "element", "counter", "quota
 _FORBIDDEN_WORDS = ("include",)
 
 
+_TOKEN = re.compile(r'"[^"]*"|"[^"]*\Z|#[^\n]*|[{};\n]|[^\s"#{};]+|[ \t\r\f\v]+')
+
+
 def _statements(text):
     """Split nft text into top-level statements as nft's scanner does: ``"..."`` strings (which
     may span lines) and ``#`` comments are opaque; ``;`` and newlines end a statement at depth 0;
     ``{ ... }`` is a block.  Yields ``(line, head words, block words or None)``, each word a
     ``(text, line)`` pair; raises ValueError with the line for an unterminated string or unbalanced
     braces."""
-    words, block, depth, line, start, word = [], None, 0, 1, 1, ""
-    i, n = 0, len(text)
-
-    def flush_word():
-        if word:
-            (block if depth else words).append((word, line))
-
-    while i < n:
-        char = text[i]
-        if char == '"':
-            end = text.find('"', i + 1)
-            if end < 0:
-                raise ValueError("line %d: a string is not terminated" % line)
-            flush_word()
-            word = ""
-            (block if depth else words).append((text[i:end + 1], line))
-            line += text.count("\n", i, end)
-            i = end + 1
+    words, block, depth, line, start = [], None, 0, 1, 1
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        first = token[0]
+        if first == "#" or first in " \t\r\f\v":
             continue
-        if char == "#":
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-            continue
-        if char in " \t\r\n;{}":
-            flush_word()
-            word = ""
-            if char == "{":
-                if depth == 0:
-                    block = []
-                depth += 1
-            elif char == "}":
-                if depth == 0:
-                    raise ValueError("line %d: a '}' closes no block" % line)
-                depth -= 1
-                if depth == 0:
-                    yield start, words, block
-                    words, block = [], None
-            elif char in ";\n" and depth == 0 and words:
+        if first == "\n" or first == ";":
+            if depth == 0 and words:
                 yield start, words, None
                 words = []
-            if char == "\n":
+            if first == "\n":
                 line += 1
             if depth == 0 and not words:
                 start = line
+        elif first == "{":
+            if depth == 0:
+                block = []
+            depth += 1
+        elif first == "}":
+            if depth == 0:
+                raise ValueError("line %d: a '}' closes no block" % line)
+            depth -= 1
+            if depth == 0:
+                yield start, words, block
+                words, block = [], None
+                start = line
         else:
-            word += char
-        i += 1
-    flush_word()
+            if first == '"' and (len(token) < 2 or token[-1] != '"'):
+                raise ValueError("line %d: a string is not terminated" % line)
+            if depth == 0 and not words:
+                start = line
+            (block if depth else words).append((token, line))
+            line += token.count("\n")
     if depth:
         raise ValueError("line %d: a '{' is not closed" % start)
     if words:
