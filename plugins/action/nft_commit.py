@@ -97,7 +97,7 @@ class ActionModule(ActionBase):
         if confirm is not None and confirm.get("persisted") is False and not confirm.get("rolled_back"):
             return dict(result, confirmed=True, failed=True, persisted=False, msg="hostfw: %s" % confirm.get("msg"))
         reason = connection_error if confirm is None else confirm.get("msg")
-        if confirm is not None and confirm.get("rolled_back"):
+        if confirm is not None and (confirm.get("rolled_back") or confirm.get("rollback_failed")):
             return self._report(result, host, confirm, reason)
         return self._after_deadline(result, host, armed_by, reason, apply)
 
@@ -122,7 +122,15 @@ class ActionModule(ActionBase):
     def _report(self, result, host, status, reason):
         """Fail the host with what its rollback status says."""
         args = self._args
-        self._keep(result, status, "rolled_back", "rollback", "sha256_after", "armed")
+        self._keep(result, status, "rolled_back", "rollback_failed", "rollback", "sha256_after", "armed")
+        if status.get("rollback_failed"):
+            info = status.get("rollback") or {}
+            return dict(result, failed=True, changed=True, msg=(
+                "hostfw: ROLLBACK FAILED on %s: the candidate (sha256 %s) was applied but not confirmed over a new "
+                "connection within %d s (%s); the rollback %s fired but did NOT restore the previous table inet "
+                "hostfw (%s); the running table hashes to %s. Check the host now. The rollout stops here."
+                % (host, args["sha256"], args["timeout"], reason or "no message", info.get("id"),
+                   info.get("error") or "no error recorded", info.get("running_sha256") or status.get("sha256_after"))))
         if status.get("rolled_back"):
             info = status.get("rollback") or {}
             return dict(result, failed=True, changed=True, msg=(

@@ -150,6 +150,107 @@ def foreign_tables(tables):
     return [t for t in tables if t != (TABLE_FAMILY, TABLE_NAME)]
 
 
+# --------------------------------------------------------------------------------------------
+# the candidate's text, before nft reads it
+# --------------------------------------------------------------------------------------------
+# Top-level commands a candidate may contain: each must name our table (``<verb> <object>
+# inet hostfw ...``, ``ct`` objects one word later).  Everything else (``flush ruleset``, another
+# table, ``define``, ``list``, ``monitor``, ...) is refused before any nft reads the text.
+_VERBS = ("add", "create", "insert", "replace", "delete", "destroy", "flush", "reset")
+_OBJECTS = ("table", "chain", "rule", "set", "map", "element", "counter", "quota", "limit", "flowtable",
+            "secmark", "synproxy", "ct")
+# The words that make nft read another file or the ruleset of the host.
+_FORBIDDEN_WORDS = ("include",)
+
+
+_TOKEN = re.compile(r'"[^"]*"|"[^"]*\Z|#[^\n]*|[{};\n]|[^\s"#{};]+|[ \t\r\f\v]+')
+
+
+def _statements(text):
+    """Split nft text into top-level statements as nft's scanner does: ``"..."`` strings (which
+    may span lines) and ``#`` comments are opaque; ``;`` and newlines end a statement at depth 0;
+    ``{ ... }`` is a block.  Yields ``(line, head words, block words or None)``, each word a
+    ``(text, line)`` pair; raises ValueError with the line for an unterminated string or unbalanced
+    braces."""
+    words, block, depth, line, start = [], None, 0, 1, 1
+    for match in _TOKEN.finditer(text):
+        token = match.group(0)
+        first = token[0]
+        if first == "#" or first in " \t\r\f\v":
+            continue
+        if first == "\n" or first == ";":
+            if depth == 0 and words:
+                yield start, words, None
+                words = []
+            if first == "\n":
+                line += 1
+            if depth == 0 and not words:
+                start = line
+        elif first == "{":
+            if depth == 0:
+                block = []
+            depth += 1
+        elif first == "}":
+            if depth == 0:
+                raise ValueError("line %d: a '}' closes no block" % line)
+            depth -= 1
+            if depth == 0:
+                yield start, words, block
+                words, block = [], None
+                start = line
+        else:
+            if first == '"' and (len(token) < 2 or token[-1] != '"'):
+                raise ValueError("line %d: a string is not terminated" % line)
+            if depth == 0 and not words:
+                start = line
+            (block if depth else words).append((token, line))
+            line += token.count("\n")
+    if depth:
+        raise ValueError("line %d: a '{' is not closed" % start)
+    if words:
+        yield start, words, None
+
+
+def _names_our_table(words):
+    """Whether a top-level statement (its words) acts on table inet hostfw only."""
+    rest = [word for word, dummy in words]
+    if rest and rest[0] in _VERBS:
+        rest = rest[1:]
+    if not rest or rest[0] not in _OBJECTS:
+        return False
+    rest = rest[2:] if rest[0] == "ct" else rest[1:]
+    return rest[:2] == [TABLE_FAMILY, TABLE_NAME]
+
+
+def candidate_text_problems(text):
+    """Why the candidate text may not reach nft (a list of messages, one per problem; empty when it
+    may): a NUL byte, ``include`` (nft would read another file, as root, while checking it), or a
+    top-level statement that does not act on table inet hostfw (``flush ruleset``, another table,
+    ``define``, ...).  A pre-scan of the text before any nft reads it; the listing of the scratch
+    namespace is checked as well afterwards (check_listing_is_our_table)."""
+    if "\0" in text:
+        return ["the candidate contains a NUL byte (fix: render it again with hostfw.nftables.compile)"]
+    problems = []
+    try:
+        for line, words, block in _statements(text):
+            included = False
+            every = words + (block or [])
+            for index, (word, at) in enumerate(every):
+                if word in _FORBIDDEN_WORDS:
+                    problems.append("line %d: the candidate may not %s other files (%s): hostfw.nftables loads only "
+                                    "%s (fix: put the rules in the table itself)"
+                                    % (at, word, " ".join(w for w, dummy in every[index:index + 2])[:120], TABLE))
+                    included = True
+                    break
+            if not included and not _names_our_table(words):
+                problems.append("line %d: `%s` acts outside %s; the candidate may only define that table (fix: "
+                                "remove the statement; hostfw.nftables never touches other tables)"
+                                % (line, " ".join(w for w, dummy in words)[:120], TABLE))
+    except ValueError as exc:
+        problems.append("%s (fix: render the candidate again with hostfw.nftables.compile)" % exc)
+    return problems
+
+
 def check_listing_is_our_table(listing):
     """Return an error message when a listing is not exactly one ``table inet hostfw``."""
     norm = normalise_listing(listing)
@@ -215,6 +316,19 @@ def ssh_connection_from_environ_blob(blob):
 # --------------------------------------------------------------------------------------------
 # files written on the host
 # --------------------------------------------------------------------------------------------
+# Paths written into the boot unit: no whitespace, quotes, ``%`` (a systemd specifier), ``\``
+# or control characters, which would split ExecStart or add directives.
+_UNIT_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@:,=-]*$")
+
+
+def unit_path_problem(path, option):
+    """Why ``path`` cannot appear in the boot unit (None when it can)."""
+    if not _UNIT_SAFE_PATH.match(path or ""):
+        return ("%s %r cannot be written into the boot unit: it must be an absolute path of letters, digits and "
+                "._/+@:,=- only (no spaces, quotes, %%, backslashes or control characters)" % (option, path))
+    return None
+
+
 def render_unit(nft_path, persist_path):
     """Our boot unit: loads ONLY table inet hostfw, early, from the last confirmed file.
 

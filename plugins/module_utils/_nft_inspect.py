@@ -26,6 +26,26 @@ _HOOK_DIRECTION = {
 _BLOCKING_VERDICTS = ("drop", "reject")
 
 
+def failsafe_problems(entries, name):
+    """Why the failsafe entries (``{protocol, port, net}``) of option ``name`` cannot be inspected: one
+    message per bad entry (an empty list when they can)."""
+    problems = []
+    for index, entry in enumerate(entries or []):
+        where = "%s[%d]" % (name, index)
+        if not isinstance(entry, dict):
+            problems.append("%s: a failsafe entry is a dict {protocol, port, net}, got %r" % (where, entry))
+            continue
+        proto = str(entry.get("protocol", "tcp")).lower()
+        if proto not in ("tcp", "udp", "sctp"):
+            problems.append("%s.protocol: %r is not tcp, udp or sctp" % (where, entry.get("protocol")))
+        port = entry.get("port")
+        if isinstance(port, bool) or not isinstance(port, (int, str)) or not str(port).isdigit() \
+                or not 0 <= int(port) <= 65535:
+            problems.append("%s.port: %r is not a port number 0-65535 (fix: one entry per port, as the compile "
+                            "action returns them)" % (where, port))
+    return problems
+
+
 def _norm_failsafes(entries):
     out = []
     for entry in entries or []:

@@ -50,7 +50,9 @@ options:
   state:
     description:
       - The operation to run.
-      - V(stage) refuses an C(nft) older than 0.9.3 (RV(nft_version)), lists the running table (snapshot, or a
+      - V(stage) refuses O(content) with C(include), C(flush ruleset), another table or any other statement outside
+        C(table inet hostfw) before any C(nft) reads it (a scan of the text), refuses an C(nft) older than 0.9.3
+        (RV(nft_version)), lists the running table (snapshot, or a
         marker that it is absent), canonicalises O(content) in scratch network namespaces, checks both files with C(nft -c -f), and writes C(candidate.nft),
         C(snapshot.nft) and C(stage.json) under O(state_dir). RV(changed) is true only if the running table
         differs from the candidate. In check mode nothing is written; the comparison is still made.
@@ -63,7 +65,10 @@ options:
         armed or was reported, the stage only lists the running table and compares (RV(canonical_loads) 0); nothing
         is written or checked, since nothing will be applied.
       - V(arm) schedules the restore of the staged snapshot after O(timeout) seconds. Idempotent while an armed
-        rollback for the same stage is pending. Refuses while a rollback of another stage is pending.
+        rollback for the same stage is pending. Refuses while a rollback of another stage is pending, and when
+        O(sha256) is given and is not the staged candidate's. The armed record is written before the timer is
+        scheduled; the rollback program restores only when that record is its own and the copy still has its
+        recorded sha256, and writes what it did (restored or not, error, hash of the table running after it).
       - V(apply) makes sure a rollback is armed (arming one with O(timeout) if needed), then loads the staged
         candidate with one C(nft -f) and checks that the running table hashes to the candidate. Refuses if the
         running table changed since V(stage) or the staged candidate is not O(sha256). If the load fails the
@@ -76,10 +81,12 @@ options:
         With O(persist) it then persists the confirmed table as V(persist) does, in the same call.
         Run it over a new connection (the role does C(meta reset_connection) and M(ansible.builtin.wait_for_connection)).
       - V(disarm) stops a pending rollback without checking the running table (manual recovery).
-      - V(status) reports whether a rollback is armed, whether it fired (RV(rolled_back)) and what it restored.
+      - V(status) reports whether a rollback is armed, whether it fired and restored the snapshot (RV(rolled_back))
+        or fired and failed (RV(rollback_failed)), and the hash of the table running after it.
       - V(persist) writes the running table (which must hash to O(sha256) when given) to O(persist_path) in the
-        atomic-replace form and installs and enables the unit O(unit_path) (C(hostfw.service)), which loads only
-        that file early at boot. Refuses while a rollback is armed (confirm first).
+        atomic-replace form (a temporary file in the same directory, checked with its sha256 and C(nft -c -f) and
+        fsynced before it replaces the old file; the directory must not be writable by others) and installs and
+        enables the unit O(unit_path) (C(hostfw.service)), which loads only that file early at boot. Refuses while a rollback is armed (confirm first).
       - V(remove) disarms any pending rollback, deletes C(table inet hostfw), disables and removes the unit and
         O(persist_path).
       - V(inspect) is read-only. It reports the tables on the host, the SSH connection of the module (client and
@@ -99,8 +106,9 @@ options:
     type: str
   sha256:
     description:
-      - The expected canonical candidate hash (RV(sha256_after) of V(stage)). Checked by V(apply), V(confirm)
-        and V(persist) when given; required for V(confirm).
+      - The expected canonical candidate hash (RV(sha256_after) of V(stage)). Checked by V(arm), V(apply),
+        V(confirm) and V(persist) when given; required for V(confirm). Pass it to V(arm) too, so that one
+        controller cannot arm the stage of another (the role does).
     type: str
   timeout:
     description:
@@ -117,6 +125,13 @@ options:
     description:
       - Runtime directory for the lock, the staged files and the rollback records. Must be on tmpfs so that a
         reboot forgets an unconfirmed candidate.
+      - It must be a directory owned by the user the module runs as (root), with mode 0700, and not a symlink; every
+        directory above it must be owned by root and not writable by group or others unless sticky (like C(/tmp)).
+        The module creates it (C(mkdir) 0700, then checks it) and refuses, naming the path and the fix, otherwise.
+      - Files in it are opened without following symlinks, written atomically (temporary file, C(fsync), rename),
+        and the sha256 of every staged file (candidate, snapshot, rollback copy) is recorded when it is written and
+        checked right before each C(nft -f) or C(nft -c -f) of it. The files of the last 5 fired or disarmed
+        rollbacks are kept, older ones are removed.
     type: path
     default: /run/hostfw
   persist_path:
@@ -266,6 +281,13 @@ rolled_back:
   returned: always
   type: bool
   sample: false
+rollback_failed:
+  description:
+    - Whether the armed rollback fired but did not restore the snapshot (its copy was missing or changed, or
+      C(nft -f) failed); C(rollback.error) says why and C(rollback.running_sha256) what is running.
+  returned: state=status or state=confirm
+  type: bool
+  sample: false
 sha256_before:
   description: sha256 of the canonical form of the running table before the call; null when absent.
   returned: always
@@ -309,10 +331,24 @@ rollback:
       description: Epoch seconds (host clock) when it fires.
       type: float
     fired:
-      description: Whether it fired; then also C(rc), C(finished) and C(restored_sha256).
+      description: Whether it fired; then also C(restored), C(error), C(rc), C(finished), C(running_sha256) and C(restored_sha256).
       type: bool
+    restored:
+      description: Whether the rollback program loaded an intact copy of the snapshot (sha256 checked) successfully.
+      type: bool
+    error:
+      description: Why the rollback did not restore the snapshot (null when it did).
+      type: str
+    running_sha256:
+      description: Hash of the listing of C(table inet hostfw) right after the rollback program ran (null if absent).
+      type: str
     restored_sha256:
-      description: Hash of the listing after the restore (equals the snapshot hash, null if the table was absent).
+      description:
+        - Hash of the listing after a successful restore (equals the snapshot hash, null if the table was absent or
+          the rollback failed).
+      type: str
+    copy_sha256:
+      description: sha256 of the rollback copy C(<state_dir>/rollback-<id>.nft), checked before it is loaded.
       type: str
     snapshot_sha256:
       description: Hash of the snapshot the rollback restores (null when the table was absent).
@@ -397,6 +433,7 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     TABLE_FAMILY,
     TABLE_NAME,
     FixedPointError,
+    candidate_text_problems,
     check_listing_is_our_table,
     foreign_tables,
     listing_fixed_point,
@@ -409,10 +446,18 @@ from ansible_collections.hostfw.nftables.plugins.module_utils._nft import (
     render_unit,
     ssh_connection_from_environ_blob,
     unified_diff,
+    unit_path_problem,
 )
-from ansible_collections.hostfw.nftables.plugins.module_utils._nft_inspect import inspect_ruleset
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_inspect import failsafe_problems, inspect_ruleset
 from ansible_collections.hostfw.nftables.plugins.module_utils._nft_rollback import Rollback
-from ansible_collections.hostfw.nftables.plugins.module_utils._nft_state import StateDir, StateError, read_text
+from ansible_collections.hostfw.nftables.plugins.module_utils._nft_state import (
+    StateDir,
+    StateError,
+    check_ancestors,
+    os_error_message,
+    read_text,
+    verify_file,
+)
 
 UNIT_NAME = "hostfw.service"
 
@@ -525,10 +570,27 @@ class NftTable(object):
             self._nft_version = lines[0].strip() if lines else ""
         return self._nft_version
 
-    def nft_check_file(self, path, what):
+    def nft_check_file(self, path, what, sha256=None):
+        if sha256 is not None:
+            self.verified(path, sha256, what)
         rc, out, err = self.run([self.nft, "-c", "-f", path], check_rc=False)
         if rc != 0:
             raise NftTableError("nft -c -f rejects the %s (%s): %s" % (what, path, err.strip()), rc=rc, stderr=err)
+
+    @staticmethod
+    def unlink(path, what):
+        try:
+            os.unlink(path)
+        except OSError as exc:
+            raise NftTableError(os_error_message(exc, "remove %s" % what, path))
+
+    @staticmethod
+    def verified(path, sha256, what):
+        """``path`` after checking it still has the sha256 recorded when it was written."""
+        try:
+            return verify_file(path, sha256, what)
+        except StateError as exc:
+            raise NftTableError(str(exc))
 
     def scratch_prefixes(self):
         if self._scratch_prefix is None:
@@ -622,8 +684,10 @@ class NftTable(object):
             raise NftTableError("the staged snapshot %s is missing: stage again (state=stage) before arming" % snapshot)
         try:
             record = self.rollback.arm(stage, self.p["timeout"], self.p["rollback_method"])
+        except StateError as exc:
+            raise NftTableError("cannot arm the rollback: %s" % exc)
         except (IOError, OSError) as exc:
-            raise NftTableError("cannot arm the rollback in %s: %s" % (self.state.root, exc))
+            raise NftTableError("cannot arm the rollback: %s" % os_error_message(exc, "write", self.state.root))
         self.result["armed"] = True
         self.result["rollback"] = self.rollback.describe(record, True, None)
         return True
@@ -639,8 +703,8 @@ class NftTable(object):
     def load_primer(self, stage, armed):
         """Load PRIMER (our table absent, the rollback armed): conntrack starts tracking the live management
         connection, which the next call (the real apply, one round trip later) finds ``ct state established``."""
-        path = self.state.path("primer.nft")
-        self.state.write("primer.nft", render_apply_file(PRIMER, "hostfw.nftables conntrack primer (never drops)"))
+        sha = self.state.write("primer.nft", render_apply_file(PRIMER, "hostfw.nftables conntrack primer (never drops)"))
+        path = self.verified(self.state.path("primer.nft"), sha, "conntrack primer")
         rc, out, err = self.run([self.nft, "-f", path], check_rc=False)
         if rc != 0:
             self.rollback.disarm(armed)
@@ -673,6 +737,10 @@ class NftTable(object):
 
     def inspect_into_result(self):
         """The read-only inspection of V(inspect) (other tables, the SSH connection), into the result."""
+        problems = failsafe_problems(self.p["failsafe_inbound"], "failsafe_inbound") + \
+            failsafe_problems(self.p["failsafe_outbound"], "failsafe_outbound")
+        if problems:
+            raise NftTableError("; ".join(problems))
         rc, out, err = self.run([self.nft, "-j", "list", "ruleset"])
         try:
             data = json.loads(out or "{}")
@@ -703,6 +771,10 @@ class NftTable(object):
         problem = nft_version_problem(version)
         if problem:
             raise NftTableError("refusing to stage on this host: %s (%s)" % (problem, self.nft))
+        problems = candidate_text_problems(content)
+        if problems:
+            raise NftTableError("the candidate is refused before nft reads it: %s" % "; ".join(problems),
+                                problems=problems)
         if self.stage_unchanged_known(content, version):
             return
         candidate, how, loads = self.canonicalise(content)
@@ -727,12 +799,12 @@ class NftTable(object):
             cand_path = self.state.path("candidate.nft")
             snap_path = self.state.path("snapshot.nft")
         try:
-            StateDir.write_atomic(cand_path, render_apply_file(candidate, "hostfw.nftables candidate\nsha256 %s"
-                                                               % cand_sha))
-            StateDir.write_atomic(snap_path, render_apply_file(current, "hostfw.nftables snapshot of the running "
-                                                               "table\nsha256 %s" % cur_sha))
-            self.nft_check_file(cand_path, "candidate")
-            self.nft_check_file(snap_path, "snapshot")
+            cand_file_sha = StateDir.write_atomic(cand_path, render_apply_file(
+                candidate, "hostfw.nftables candidate\nsha256 %s" % cand_sha))
+            snap_file_sha = StateDir.write_atomic(snap_path, render_apply_file(
+                current, "hostfw.nftables snapshot of the running table\nsha256 %s" % cur_sha))
+            self.nft_check_file(cand_path, "candidate", cand_file_sha)
+            self.nft_check_file(snap_path, "snapshot", snap_file_sha)
             if not self.check:
                 self.state.write_json("stage.json", {
                     "stage_id": uuid.uuid4().hex,
@@ -740,6 +812,8 @@ class NftTable(object):
                     "candidate_sha256": cand_sha,
                     "snapshot_sha256": cur_sha,
                     "snapshot_present": current is not None,
+                    "candidate_file_sha256": cand_file_sha,
+                    "snapshot_file_sha256": snap_file_sha,
                 })
                 self.result["candidate_path"] = cand_path
                 self.result["snapshot_path"] = snap_path
@@ -808,6 +882,9 @@ class NftTable(object):
 
     def load_stage(self):
         stage = self.state.read_json("stage.json")
+        if stage and not all(key in stage for key in ("stage_id", "candidate_sha256", "snapshot_sha256")):
+            raise NftTableError("the stage record %s is damaged (it lacks stage_id, candidate_sha256 or "
+                                "snapshot_sha256): stage again" % self.state.path("stage.json"))
         if not stage or not os.path.exists(self.state.path("candidate.nft")):
             raise NftTableError("nothing is staged in %s: run state=stage first" % self.state.root)
         if self.p["sha256"] and self.p["sha256"] != stage["candidate_sha256"]:
@@ -857,12 +934,19 @@ class NftTable(object):
             self.retire_fired(armed, fired)
             raise NftTableError("the rollback %s armed for this stage already fired (at %s), before the candidate was "
                                 "applied: nothing is applied; stage again" % (armed["id"], _utc(fired.get("finished"))))
+        candidate = self.verified(self.state.path("candidate.nft"), stage.get("candidate_file_sha256"), "staged candidate")
         self.do_arm(stage)
         armed = self.state.read_json("armed.json")
         if self.p["prime"] and cur_sha is None and not stage.get("snapshot_present"):
             self.load_primer(stage, armed)
             return
-        rc, out, err = self.run([self.nft, "-f", self.state.path("candidate.nft")], check_rc=False)
+        try:  # again, right before nft -f
+            self.verified(candidate, stage.get("candidate_file_sha256"), "staged candidate")
+        except NftTableError:
+            self.rollback.disarm(armed)
+            self.result["armed"] = False
+            raise
+        rc, out, err = self.run([self.nft, "-f", candidate], check_rc=False)
         if rc != 0:
             self.rollback.disarm(armed)
             self.result["armed"] = False
@@ -886,9 +970,15 @@ class NftTable(object):
         cur_sha = self.set_listing_result(current)
         if fired:
             info = self.rollback.describe(armed, pending, fired)
-            self.result.update({"rolled_back": True, "rollback": info})
+            self.result.update({"rolled_back": info["restored"], "rollback_failed": not info["restored"],
+                                "rollback": info})
             if not self.check:
                 self.retire_fired(armed, fired)
+            if not info["restored"]:
+                raise NftTableError("the rollback %s fired before the confirmation but did NOT restore the previous "
+                                    "table: %s; table inet hostfw now hashes to %s (%s)"
+                                    % (armed["id"], info.get("error") or "no error recorded", cur_sha,
+                                       "the candidate" if cur_sha == self.p["sha256"] else "not the candidate"))
             raise NftTableError("the rollback %s fired at %s before the confirmation: table inet hostfw was restored "
                                 "to its previous state (sha256 %s)" % (armed["id"], time.strftime(
                                     "%Y-%m-%dT%H:%M:%SZ", time.gmtime(fired.get("finished", 0))),
@@ -934,9 +1024,12 @@ class NftTable(object):
     def op_status(self):
         armed, pending, fired = self.armed_now()
         self.set_listing_result(self.current_listing())
-        self.result.update({"armed": pending, "rolled_back": bool(fired)})
+        self.result.update({"armed": pending, "rolled_back": False, "rollback_failed": False})
         if armed:
             self.result["rollback"] = self.rollback.describe(armed, pending, fired)
+            if fired:
+                self.result["rolled_back"] = self.result["rollback"]["restored"]
+                self.result["rollback_failed"] = not self.result["rollback"]["restored"]
             if not pending and not fired:
                 self.result["rollback"]["stale"] = True
         if fired and not self.check:
@@ -945,7 +1038,9 @@ class NftTable(object):
         self.result["last_rollback"] = self.last_rollback()
         if not armed and self.result["last_rollback"]:
             # retired by an earlier call (confirm, stage): still the latest outcome on this host
-            self.result.update({"rolled_back": True, "rollback": self.result["last_rollback"]})
+            last = self.result["last_rollback"]
+            restored = last.get("restored", True)
+            self.result.update({"rolled_back": restored, "rollback_failed": not restored, "rollback": last})
 
     def op_persist(self):
         armed, pending, fired = self.armed_now()
@@ -998,21 +1093,30 @@ class NftTable(object):
                 return
             raise NftTableError("the running table (sha256 %s) is not the expected candidate (%s): not persisting"
                                 % (cur_sha, self.p["sha256"]))
-        diffs, text, unit_text, enable = self.persist_plan(current, cur_sha)
         path, unit_path = self.p["persist_path"], self.p["unit_path"]
+        for option, value in (("persist_path", path), ("unit_path", unit_path), ("nft", self.nft)):
+            problem = unit_path_problem(value, option)
+            if problem:
+                raise NftTableError(problem)
+        for value in (path, unit_path):
+            problem = check_ancestors(value)
+            if problem:
+                raise NftTableError("refusing to persist to %s: %s" % (value, problem))
+        diffs, text, unit_text, enable = self.persist_plan(current, cur_sha)
         if not self.check:
             if read_text(path) != text:
                 try:
-                    StateDir.write_atomic(path, text, 0o600)
+                    # checked (sha256, nft -c) as the temporary file, before it replaces the old one
+                    StateDir.write_atomic(path, text, 0o600,
+                                          verify=lambda tmp, sha: self.nft_check_file(tmp, "persisted file", sha))
                 except (IOError, OSError) as exc:
-                    raise NftTableError("cannot write the persisted table %s: %s" % (path, exc))
-                self.nft_check_file(path, "persisted file")
+                    raise NftTableError("cannot write the persisted table: %s" % os_error_message(exc, "write", path))
             unit_changed = read_text(unit_path) != unit_text
             if unit_changed:
                 try:
                     StateDir.write_atomic(unit_path, unit_text, 0o644)
                 except (IOError, OSError) as exc:
-                    raise NftTableError("cannot write the boot unit %s: %s" % (unit_path, exc))
+                    raise NftTableError("cannot write the boot unit: %s" % os_error_message(exc, "write", unit_path))
             systemctl = self.module.get_bin_path("systemctl")
             if systemctl:
                 if self.rollback.systemd_running() and unit_changed:
@@ -1047,13 +1151,13 @@ class NftTable(object):
             if not self.check:
                 if systemctl:
                     self.run([systemctl, "disable", UNIT_NAME], check_rc=False)
-                os.unlink(unit_path)
+                self.unlink(unit_path, "the boot unit")
                 if systemctl and self.rollback.systemd_running():
                     self.run([systemctl, "daemon-reload"], check_rc=False)
         if os.path.exists(self.p["persist_path"]):
             changed = True
             if not self.check:
-                os.unlink(self.p["persist_path"])
+                self.unlink(self.p["persist_path"], "the persisted table")
         if not self.check:
             self.state.remove("candidate.nft", "snapshot.nft", "stage.json", "confirmed.json")
         self.result["changed"] = changed
@@ -1129,6 +1233,10 @@ def main():
         result = dict(table.result)
         result.update(exc.extra)
         module.fail_json(msg=exc.msg, **result)
+    except StateError as exc:
+        module.fail_json(msg=str(exc), **table.result)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="state=%s: %s" % (state, os_error_message(exc, "use")), **table.result)
     module.exit_json(**table.result)
 
 

@@ -137,6 +137,18 @@ def test_confirm_that_finds_the_rollback_fired_fails_without_waiting():
     assert "status" not in host.events and "rollback_wait" not in result["steps"]
 
 
+def test_a_rollback_that_did_not_restore_is_not_called_rolled_back():
+    failed = {"failed": True, "rolled_back": False, "rollback_failed": True, "sha256_after": SHA,
+              "msg": "the rollback 20260101T000000-abcd fired before the confirmation but did NOT restore",
+              "rollback": {"id": "20260101T000000-abcd", "restored": False, "running_sha256": SHA,
+                           "error": "no intact copy of the snapshot to restore"}}
+    result, host = run({"apply": [APPLIED], "confirm": [failed]})
+    assert result["failed"] is True and result["rolled_back"] is False and result["rollback_failed"] is True
+    assert result["msg"].startswith("hostfw: ROLLBACK FAILED on node1: the candidate (sha256 %s) was applied" % SHA)
+    assert "did NOT restore the previous table inet hostfw (no intact copy of the snapshot to restore)" in result["msg"]
+    assert "ROLLED BACK" not in result["msg"] and "running table hashes to %s" % SHA in result["msg"]
+
+
 def test_still_unreachable_after_the_deadline_is_said():
     result, host = run({"apply": [APPLIED], "confirm": [UNREACHABLE], "status": [UNREACHABLE]})
     assert result["failed"] is True and result.get("unreachable_after_deadline") is True

@@ -2,8 +2,11 @@
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
+
+import pytest
 
 from ansible_collections.hostfw.nftables.plugins.module_utils import _nft, _nft_inspect, _nft_rollback
 from ansible_collections.hostfw.nftables.plugins.plugin_utils import felix
@@ -81,12 +84,15 @@ def test_unit_loads_only_our_file():
 
 def test_rollback_program_compiles_and_respects_disarm(tmp_path):
     compile(_nft_rollback.ROLLBACK_PROGRAM, "rollback.py", "exec")
+    tmp_path.chmod(0o700)
     prog = tmp_path / "rollback.py"
     prog.write_text(_nft_rollback.ROLLBACK_PROGRAM)
     fake_nft = tmp_path / "nft"
     fake_nft.write_text("#!/bin/sh\necho \"$@\" >> %s/calls\n" % tmp_path)
     fake_nft.chmod(0o755)
-    (tmp_path / "rollback-x.nft").write_text("table inet hostfw\ndelete table inet hostfw\n")
+    copy = b"table inet hostfw\ndelete table inet hostfw\n"
+    (tmp_path / "rollback-x.nft").write_bytes(copy)
+    (tmp_path / "armed.json").write_text(json.dumps({"id": "x", "copy_sha256": hashlib.sha256(copy).hexdigest()}))
     (tmp_path / "disarmed-x").write_text("1\n")
     subprocess.check_call([sys.executable, str(prog), str(tmp_path), "x", str(fake_nft)])
     assert not (tmp_path / "calls").exists(), "a disarmed rollback must not run nft"
@@ -96,7 +102,7 @@ def test_rollback_program_compiles_and_respects_disarm(tmp_path):
     assert calls[0] == "-f %s/rollback-x.nft" % tmp_path
     assert calls[1] == "-s list table inet hostfw"
     record = json.loads((tmp_path / "rolled-back-x.json").read_text())
-    assert record["id"] == "x" and record["rc"] == 0
+    assert record["id"] == "x" and record["rc"] == 0 and record["restored"] is True and record["error"] is None
 
 
 def _rule(table, chain, exprs, family="ip", handle=1, comment=None):
@@ -164,3 +170,35 @@ def test_inspect_custom_failsafes_and_empty():
                                                     failsafe_outbound=[])
     assert findings == []
     assert _nft_inspect.inspect_ruleset({}, INBOUND, OUTBOUND) == ([], [])
+
+
+# the pre-scan of the candidate text (issue 14, item 1 on the target)
+@pytest.mark.parametrize("text, problem", [
+    ('include "/etc/shadow"\n', 'line 1: the candidate may not include other files (include "/etc/shadow")'),
+    ('table inet hostfw {\n\tchain c {\n\t\tinclude "/dev/zero"\n\t}\n}\n',
+     'line 3: the candidate may not include other files (include "/dev/zero")'),
+    ("table inet hostfw\nflush ruleset\n", "line 2: `flush ruleset` acts outside table inet hostfw"),
+    ("table inet hostfw { }; table ip filter { }\n", "line 1: `table ip filter` acts outside table inet hostfw"),
+    ("define T = ip\n", "line 1: `define T = ip` acts outside"),
+    ("delete table ip nat\n", "line 1: `delete table ip nat` acts outside"),
+    ("list ruleset\n", "line 1: `list ruleset` acts outside"),
+    ('table inet hostfw {\n\tcomment "x\n}\n', "line 2: a string is not terminated"),
+    ("table inet hostfw {\n", "line 1: a '{' is not closed"),
+    ("table inet hostfw\x00\n", "the candidate contains a NUL byte"),
+])
+def test_candidate_pre_scan_refuses(text, problem):
+    problems = _nft.candidate_text_problems(text)
+    assert len(problems) == 1 and problems[0].startswith(problem), problems
+
+
+def test_candidate_pre_scan_accepts_our_table():
+    text = ('# hostfw: host "n1"\ntable inet hostfw\ndelete table inet hostfw\ntable inet hostfw {\n'
+            '\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n'
+            '\t\ttcp dport 22 accept comment "include # { flush ruleset"\n\t}\n}\n'
+            'add rule inet hostfw input udp dport 53 accept\n')
+    assert _nft.candidate_text_problems(text) == []
+    golden = os.path.join(os.path.dirname(__file__), "..", "plugin_utils", "golden")
+    for name in sorted(os.listdir(golden)):
+        if name.endswith(".nft"):
+            with open(os.path.join(golden, name)) as handle:
+                assert _nft.candidate_text_problems(handle.read()) == [], name

@@ -1,7 +1,8 @@
 # -*- coding: utf-8 -*-
 # A fake nft for the state-machine tests of hostfw.nftables.nft_table: one JSON state file
 # ($FAKE_NFT_STATE) holds the tables; ``-f`` loads files of the atomic-replace form.
-# Failure injection: FAKE_NFT_FAIL_APPLY=1 makes a real (non-scratch) ``-f`` fail.
+# Failure injection: FAKE_NFT_FAIL_APPLY=1 makes a real (non-scratch) ``-f`` fail;
+# FAKE_NFT_FAIL_CHECK=TEXT makes ``-c -f PATH`` fail when TEXT is in PATH.
 import json
 import os
 import sys
@@ -110,6 +111,8 @@ def main(argv):
         elif flag == "-c":
             if args[:1] != ["-f"]:
                 fail("-c needs -f")
+            if os.environ.get("FAKE_NFT_FAIL_CHECK") and os.environ["FAKE_NFT_FAIL_CHECK"] in args[1]:
+                fail("Could not process rule: injected check failure")
             parse(args[1], load()["tables"])
             return 0
     del stateless

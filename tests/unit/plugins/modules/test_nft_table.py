@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -203,9 +204,12 @@ def test_missing_snapshot_is_a_clear_refusal(host):
 def test_corrupted_snapshot_is_refused_before_anything_changes(host):
     host.load(PREVIOUS)
     stage = host.run(state="stage", content=CANDIDATE)
-    (host.state_dir / "snapshot.nft").write_text("table inet hostfw {\n\tFAKE-SYNTAX-ERROR\n}\n")
+    snapshot = host.state_dir / "snapshot.nft"
+    snapshot.write_text("table inet hostfw {\n\tFAKE-SYNTAX-ERROR\n}\n")
     apply = host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
-    assert apply["failed"] is True and "nft -c -f rejects the rollback snapshot" in apply["msg"], apply["msg"]
+    assert apply["failed"] is True, apply
+    assert apply["msg"].startswith("cannot arm the rollback: the staged snapshot %s changed after hostfw.nftables wrote "
+                                   "it (sha256 " % snapshot), apply["msg"]
     assert "tcp dport 9090 drop" in _rule_text(host) and not (host.state_dir / "armed.json").exists()
 
 
@@ -216,15 +220,17 @@ def test_persist_failure_is_a_clear_message(host):
     (host.tmp / "etc").write_text("a file where the directory should be\n")
     persist = host.run(state="persist", sha256=stage["sha256_after"])
     assert persist["failed"] is True
-    assert persist["msg"].startswith("cannot write the persisted table %s: " % host.persist), persist["msg"]
-    assert "Traceback" not in persist["msg"]
+    assert persist["msg"] == ("refusing to persist to %s: %s (above %s) is not a directory (fix: remove it or choose "
+                              "another path)" % (host.persist, host.tmp / "etc", host.persist)), persist["msg"]
 
 
 def test_candidate_with_another_table_is_refused(host):
     bad = CANDIDATE + "table ip other {\n\tchain c {\n\t}\n}\n"
     stage = host.run(state="stage", content=bad)
     assert stage["failed"] is True
-    assert stage["msg"] == "the candidate may only define table inet hostfw; it also defines: ip other"
+    assert stage["msg"] == ("the candidate is refused before nft reads it: line 9: `table ip other` acts outside table "
+                            "inet hostfw; the candidate may only define that table (fix: remove the statement; "
+                            "hostfw.nftables never touches other tables)")
     assert host.tables() == {}
 
 
@@ -362,3 +368,183 @@ def test_known_content_with_a_pending_rollback_takes_the_full_stage(host):
     host.run(state="apply", sha256=stage["sha256_after"], timeout=60)
     again = host.run(state="stage", content=CANDIDATE)
     assert again["canonical_loads"] == 2 and again["pending_confirm"] is True, again
+
+
+# --------------------------------------------------------------------------------------------
+# issue 14: the target trusts nothing writable, outcomes are reported truthfully, housekeeping
+# --------------------------------------------------------------------------------------------
+EVIL = "table ip evil {\n\tchain c {\n\t}\n}\n"
+
+
+def _fired(host):
+    assert not list(host.state_dir.glob("rolled-back-*.json")), "the rollback fired before the test changed its files"
+    host.wait_for("rolled-back-*.json", timeout=20)
+    time.sleep(0.2)
+    return json.loads(next(host.state_dir.glob("rolled-back-*.json")).read_text())
+
+
+def test_symlinked_state_dir_is_refused_with_the_fix(host):
+    elsewhere = host.tmp / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    host.state_dir.symlink_to(elsewhere)
+    stage = host.run(state="stage", content=CANDIDATE)
+    assert stage["failed"] is True
+    assert stage["msg"] == ("the state directory %s is a symlink; hostfw.nftables does not follow it (fix: rm %s, the "
+                            "module creates the directory, or set state_dir to a real directory)"
+                            % (host.state_dir, host.state_dir)), stage["msg"]
+    assert os.listdir(str(elsewhere)) == []
+
+
+def test_state_dir_under_a_file_is_a_clear_message(host):
+    (host.tmp / "afile").write_text("x\n")
+    status = host.run(state="status", state_dir=str(host.tmp / "afile" / "run"))
+    assert status["failed"] is True
+    assert status["msg"] == ("%s (above %s) is not a directory (fix: remove it or choose another path)"
+                             % (host.tmp / "afile", host.tmp / "afile" / "run")), status["msg"]
+
+
+def test_state_dir_with_loose_mode_is_refused(host):
+    host.state_dir.mkdir()
+    host.state_dir.chmod(0o755)
+    stage = host.run(state="stage", content=CANDIDATE)
+    assert stage["failed"] is True and stage["msg"] == (
+        "the state directory %s has mode 0755: it must be 0700, readable and writable by its owner only (fix: chmod "
+        "0700 %s)" % (host.state_dir, host.state_dir)), stage["msg"]
+
+
+@pytest.mark.parametrize("content, problem", [
+    ('include "/dev/zero"\n' + CANDIDATE, 'line 1: the candidate may not include other files (include "/dev/zero")'),
+    ("flush ruleset\n" + CANDIDATE, "line 1: `flush ruleset` acts outside table inet hostfw"),
+])
+def test_include_and_flush_ruleset_are_refused_before_nft_reads_them(host, content, problem):
+    stage = host.run(state="stage", content=content)
+    assert stage["failed"] is True
+    assert stage["msg"].startswith("the candidate is refused before nft reads it: " + problem), stage["msg"]
+    assert host.tables() == {} and not host.state_dir.joinpath("stage.json").exists()
+
+
+def test_swapped_candidate_is_not_applied(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    candidate = host.state_dir / "candidate.nft"
+    candidate.write_text(candidate.read_text() + EVIL)
+    apply = host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    assert apply["failed"] is True and apply["applied"] is False
+    assert apply["msg"].startswith("the staged candidate %s changed after hostfw.nftables wrote it" % candidate)
+    assert sorted(host.tables()) == ["inet hostfw"] and "tcp dport 9090 drop" in _rule_text(host)
+    assert not (host.state_dir / "armed.json").exists(), "nothing is armed for a refused apply"
+
+
+def test_arm_refuses_another_controllers_stage(host):
+    host.load(PREVIOUS)
+    mine = host.run(state="stage", content=CANDIDATE)
+    theirs = host.run(state="stage", content=CANDIDATE.replace("8080", "7070"))
+    arm = host.run(state="arm", sha256=mine["sha256_after"], timeout=30)
+    assert arm["failed"] is True and arm["armed"] is False
+    assert arm["msg"] == ("the staged candidate (sha256 %s) is not the expected one (%s): another run staged in "
+                          "between; stage again" % (theirs["sha256_after"], mine["sha256_after"]))
+    assert not (host.state_dir / "armed.json").exists()
+
+
+def test_swapped_rollback_copy_is_not_loaded_the_intact_snapshot_is(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    apply = host.run(state="apply", sha256=stage["sha256_after"], timeout=5)
+    copy = host.state_dir / ("rollback-%s.nft" % apply["rollback"]["id"])
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o600, "rollback copies are private"
+    copy.write_text(copy.read_text() + EVIL)
+    fired = _fired(host)
+    assert fired["restored"] is True and fired["source"] == str(host.state_dir / "snapshot.nft"), fired
+    assert sorted(host.tables()) == ["inet hostfw"], "the swapped copy's table was not loaded"
+    assert "tcp dport 9090 drop" in _rule_text(host)
+
+
+def test_failed_rollback_is_not_reported_as_restored(host):
+    host.load(PREVIOUS)
+    stage = host.run(state="stage", content=CANDIDATE)
+    apply = host.run(state="apply", sha256=stage["sha256_after"], timeout=5)
+    rid = apply["rollback"]["id"]
+    (host.state_dir / ("rollback-%s.nft" % rid)).write_text(PREVIOUS + EVIL)
+    (host.state_dir / "snapshot.nft").unlink()
+    fired = _fired(host)
+    assert fired["restored"] is False and "no intact copy of the snapshot to restore" in fired["error"], fired
+    assert sorted(host.tables()) == ["inet hostfw"] and "tcp dport 8080 drop" in _rule_text(host)
+    confirm = host.run(state="confirm", sha256=stage["sha256_after"])
+    assert confirm["failed"] is True and confirm["rolled_back"] is False and confirm["rollback_failed"] is True
+    assert confirm["msg"].startswith("the rollback %s fired before the confirmation but did NOT restore the previous "
+                                     "table: no intact copy of the snapshot to restore (" % rid), confirm["msg"]
+    assert confirm["msg"].endswith("table inet hostfw now hashes to %s (the candidate)" % stage["sha256_after"])
+    # confirm retired the record (no stale armed.json); status still tells the truth from last-rollback.json
+    status = host.run(state="status")
+    assert status["rolled_back"] is False and status["rollback_failed"] is True, status
+    assert status["rollback"]["fired"] is True and status["rollback"]["restored"] is False
+    assert status["rollback"]["restored_sha256"] is None
+    assert status["rollback"]["running_sha256"] == stage["sha256_after"] == status["sha256_after"]
+
+
+def test_a_timer_without_its_record_restores_nothing(host):
+    """The module died after scheduling the rollback, before (or instead of) its record: the timer
+    must not restore a snapshot that a later run has made obsolete."""
+    host.load(PREVIOUS)
+    host.run(state="stage", content=CANDIDATE)
+    arm = host.run(state="arm", timeout=5)
+    (host.state_dir / "armed.json").unlink()  # as if the record had never been written
+    host.load(CANDIDATE.replace("8080", "6060"))  # a later run's confirmed table
+    fired = _fired(host)
+    assert fired["id"] == arm["rollback"]["id"] and fired["restored"] is False and fired.get("skipped") is True
+    assert fired["error"].startswith("the armed record is not this rollback's (armed: none)")
+    assert "tcp dport 6060 drop" in _rule_text(host), "the old snapshot was not restored"
+
+
+def test_persist_checks_the_file_before_it_replaces_the_old_one(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=stage["sha256_after"])
+    assert host.run(state="persist", sha256=stage["sha256_after"])["changed"] is True
+    old = host.persist.read_text()
+    new = host.run(state="stage", content=PREVIOUS)
+    host.run(state="apply", sha256=new["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=new["sha256_after"])
+    persist = host.run(state="persist", sha256=new["sha256_after"], env={"FAKE_NFT_FAIL_CHECK": "/etc/.hostfw-"})
+    assert persist["failed"] is True and persist["msg"].startswith("nft -c -f rejects the persisted file"), persist
+    assert host.persist.read_text() == old, "the checked-and-rejected file did not replace the confirmed one"
+    assert sorted(os.listdir(str(host.persist.parent))) == ["hostfw.nft", "hostfw.service"]
+
+
+def test_housekeeping_keeps_the_last_five_rollbacks(host):
+    for port in range(6):
+        stage = host.run(state="stage", content=CANDIDATE.replace("8080", str(7000 + port)))
+        host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+        assert not host.run(state="confirm", sha256=stage["sha256_after"]).get("failed")
+    names = sorted(os.listdir(str(host.state_dir)))
+    assert len([n for n in names if n.startswith("disarmed-")]) == 5, names
+    assert not [n for n in names if n.startswith("rollback-")], names
+
+
+def test_paths_that_would_inject_into_the_boot_unit_are_refused(host):
+    stage = host.run(state="stage", content=CANDIDATE)
+    host.run(state="apply", sha256=stage["sha256_after"], timeout=30)
+    host.run(state="confirm", sha256=stage["sha256_after"])
+    evil = str(host.tmp / "etc" / "x.nft\nExecStartPre=/bin/sh -c id")
+    persist = host.run(state="persist", sha256=stage["sha256_after"], persist_path=evil)
+    assert persist["failed"] is True
+    assert persist["msg"] == ("persist_path %r cannot be written into the boot unit: it must be an absolute path of "
+                              "letters, digits and ._/+@:,=- only (no spaces, quotes, %%, backslashes or control "
+                              "characters)" % evil), persist["msg"]
+    assert not host.unit.exists()
+
+
+def test_damaged_records_and_bad_failsafes_are_clear_messages(host):
+    host.run(state="stage", content=CANDIDATE)
+    (host.state_dir / "stage.json").write_text('{"staged_at": 1}\n')
+    arm = host.run(state="arm", timeout=30)
+    assert arm["msg"] == ("the stage record %s is damaged (it lacks stage_id, candidate_sha256 or snapshot_sha256): "
+                          "stage again" % (host.state_dir / "stage.json")), arm
+    (host.state_dir / "armed.json").write_text('{"id": "../../escape", "method": "detached"}\n')
+    disarm = host.run(state="disarm")
+    assert not disarm.get("failed") and not (host.tmp / "escape").exists() and not (host.tmp / "disarmed-..").exists()
+    inspect = host.run(state="inspect", failsafe_inbound=[{"protocol": "tcp", "port": "22:23"}],
+                       failsafe_outbound=[{"protocol": "icmp", "port": 1}])
+    assert inspect["msg"] == ("failsafe_inbound[0].port: '22:23' is not a port number 0-65535 (fix: one entry per port, "
+                              "as the compile action returns them); failsafe_outbound[0].protocol: 'icmp' is not tcp, "
+                              "udp or sctp"), inspect
