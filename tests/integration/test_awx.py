@@ -898,8 +898,8 @@ def test_workflow_render_once_apply_in_two_slices_equals_an_unsliced_rollout(fou
         part = write_yaml(tmp_path / ("slice-%d" % number) / "hosts.yml", awx_slice(inventory, number, 2))
         sliced = run(apply, part, tmp_path, label="slice-%d" % number, artifacts=handed_on)
         assert_successful(sliced)
-        confirmed = events(sliced, "runner_on_ok", action="hostfw.nftables.nft_table", state="confirm")
-        done = {e["event_data"]["host"] for e in confirmed}
+        committed = events(sliced, "runner_on_ok", action="hostfw.nftables.nft_commit")
+        done = {e["event_data"]["host"] for e in committed if e["event_data"]["res"].get("confirmed")}
         assert done == set(sorted(SLICED_HOSTS)[number - 1::2]), done
     assert tables(four_netns) == reference
 
