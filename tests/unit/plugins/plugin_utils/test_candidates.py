@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
-from ansible_collections.hostfw.nftables.plugins.plugin_utils import candidates, compiler
+from ansible_collections.hostfw.nftables.plugins.plugin_utils import candidates, compiler, runcache
 
 V3 = "projectcalico.org/v3"
+VERSION = runcache.collection_version()  # what a render of this checkout records
+OTHER = "99.0.0"
 DOCS = [{"apiVersion": V3, "kind": "HostEndpoint", "metadata": {"name": "a", "labels": {"role": "db"}},
          "spec": {"node": "a", "interfaceName": "*", "expectedIPs": ["192.0.2.1"]}}]
 
@@ -23,8 +25,8 @@ def render(tmp_path):
 
 def test_the_rollout_gets_what_the_compile_returned(tmp_path):
     comp = render(tmp_path)
-    entries, problems, index = candidates.read(str(tmp_path), ["a", "b"], "0.1.0", return_content=True)
-    assert problems == [] and index == {"collection_version": "0.1.0", "input_digest": "f" * 64, "hosts": 2}
+    entries, problems, index = candidates.read(str(tmp_path), ["a", "b"], VERSION, return_content=True)
+    assert problems == [] and index == {"collection_version": VERSION, "input_digest": "f" * 64, "hosts": 2}
     assert entries["a"]["ruleset"] == comp.ruleset("a") and entries["a"]["sha256"] == compiler.sha256(comp.ruleset("a"))
     assert entries["a"]["failsafe_proof"]["ok"] is True and entries["a"]["failsafe_inbound"]
     assert entries["b"] == {"has_ruleset": False, "file": "b.nft"}
@@ -33,16 +35,17 @@ def test_the_rollout_gets_what_the_compile_returned(tmp_path):
 def test_refusals(tmp_path):
     render(tmp_path)
     where = "hostfw_candidate_dir %s" % tmp_path
-    assert candidates.read(str(tmp_path), ["a", "c", "d"], "0.1.0")[1] == [
+    assert candidates.read(str(tmp_path), ["a", "c", "d"], VERSION)[1] == [
         "%s has no candidate for c, d (it was rendered from an inventory without them): render the whole inventory "
         "into it again" % where]
-    assert candidates.read(str(tmp_path), ["a"], "0.2.0")[1] == [
-        "%s was rendered by hostfw.nftables 0.1.0, this rollout is 0.2.0: render it again with this version" % where]
-    assert candidates.read(str(tmp_path), ["a"], "0.1.0", "e" * 64)[1] == [
+    assert candidates.read(str(tmp_path), ["a"], OTHER)[1] == [
+        "%s was rendered by hostfw.nftables %s, this rollout is %s: render it again with this version"
+        % (where, VERSION, OTHER)]
+    assert candidates.read(str(tmp_path), ["a"], VERSION, "e" * 64)[1] == [
         "%s holds the render of inputs ffffffffffff, not eeeeeeeeeeee (hostfw_candidate_digest): another render "
         "replaced it; render again and roll out that render" % where]
     (tmp_path / "a.nft").write_text((tmp_path / "a.nft").read_text().replace("hostfw", "hostfw ", 1))
-    assert candidates.read(str(tmp_path), ["a"], "0.1.0")[1] == [
+    assert candidates.read(str(tmp_path), ["a"], VERSION)[1] == [
         "%s: a.nft was changed after the render (its sha256 is not the one in candidates.json): render again" % where]
-    assert candidates.read(str(tmp_path / "nothing"), ["a"], "0.1.0")[1][0].startswith(
+    assert candidates.read(str(tmp_path / "nothing"), ["a"], VERSION)[1][0].startswith(
         "hostfw_candidate_dir %s: no readable candidates.json" % (tmp_path / "nothing"))
