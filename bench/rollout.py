@@ -201,9 +201,9 @@ def run_size(n, image, workdir, serials):
 
 
 def report(results, meta):
-    lines = ["Measured %s, %s, %d CPUs, commit %s, load average %.1f at the end." % (
-        meta["date"], meta["host"], meta["cpus"], meta["commit"], meta.get("load_average_end", 0.0)), "",
-             "| run | " + " | ".join("N = %d" % r["n"] for r in results) + " |",
+    head = "Measured %s, %s, %d CPUs, commit %s, load average %.1f at the end." % (
+        meta["date"], meta["host"], meta["cpus"], meta["commit"], meta.get("load_average_end", 0.0))
+    lines = [head, "", "| run | " + " | ".join("N = %d" % r["n"] for r in results) + " |",
              "|---|" + "---|" * len(results)]
     for name in ("first", "no-change", "check", "naive", "naive-2"):
         cells = []
