@@ -227,14 +227,7 @@ def fingerprint(hosts: Mapping[str, Mapping[str, Any]], base_dir: str) -> str:
                 if isinstance(value, (dict, list)):
                     digests[id(value)] = digest
             h.update(("\0%s=%s" % (var, digest)).encode("utf-8"))
-    patterns = set()
-    for hv in hosts.values():
-        value = hv.get("hostfw_manifests")
-        if isinstance(value, str):
-            patterns.add(value)
-        elif isinstance(value, list):
-            patterns.update(p for p in value if isinstance(p, str))
-    for pattern in sorted(patterns):
+    for pattern in runcache.manifest_patterns(hosts):
         for path in sources.expand(pattern, base_dir):  # same resolution as the loader
             try:
                 with open(path, "rb") as handle:
