@@ -827,6 +827,19 @@ def parse_sizes(text, policies):
     return sizes
 
 
+def write_side_results(results_dir, name, started, command, sizes, env_start, text, results):
+    """``<name>.md`` (the run's header and ``text``) and ``<name>.json`` of a side measurement
+    (--review, --floor, --batches); the exit status: 0 when every result is ok."""
+    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
+    with open(os.path.join(results_dir, name + ".md"), "w", encoding="utf-8") as f:
+        f.write(header + text + "\n")
+    with open(os.path.join(results_dir, name + ".json"), "w", encoding="utf-8") as f:
+        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
+                  f, indent=1, sort_keys=True, default=str)
+        f.write("\n")
+    return 0 if all(r["ok"] for r in results) else 1
+
+
 def header_text(started, command, sizes, env_start, load_end):
     return ("Measured %s with `%s` (sizes %s), %s cores, %s GiB, commit %s (%s modified core files), "
             "load average %.1f at the start and %.1f at the end.\n\n" % (
@@ -1006,14 +1019,7 @@ def main_review(args, sizes) -> int:
     print()
     print(text)
     command = "bench/run.py --review --sizes %s --repeat %d" % (args.sizes, args.repeat)
-    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
-    with open(os.path.join(args.results, "review.md"), "w", encoding="utf-8") as f:
-        f.write(header + text + "\n")
-    with open(os.path.join(args.results, "review.json"), "w", encoding="utf-8") as f:
-        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
-                  f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
-    return 0 if all(r["ok"] for r in results) else 1
+    return write_side_results(args.results, "review", started, command, sizes, env_start, text, results)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1090,14 +1096,7 @@ def main_floor(args, sizes) -> int:
     print()
     print(text)
     command = "bench/run.py --floor --sizes %s --repeat %d" % (args.sizes, args.repeat)
-    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
-    with open(os.path.join(args.results, "floor.md"), "w", encoding="utf-8") as f:
-        f.write(header + text + "\n")
-    with open(os.path.join(args.results, "floor.json"), "w", encoding="utf-8") as f:
-        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
-                  f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
-    return 0 if all(r["ok"] for r in results) else 1
+    return write_side_results(args.results, "floor", started, command, sizes, env_start, text, results)
 
 
 def batches_size(size, work, serial, once):
@@ -1165,14 +1164,7 @@ def main_batches(args, sizes) -> int:
     print()
     print(text)
     command = "bench/run.py --batches --sizes %s --serial %d" % (args.sizes, args.serial)
-    header = header_text(started, command, sizes, env_start, os.getloadavg()[0])
-    with open(os.path.join(args.results, "batches.md"), "w", encoding="utf-8") as f:
-        f.write(header + text + "\n")
-    with open(os.path.join(args.results, "batches.json"), "w", encoding="utf-8") as f:
-        json.dump({"started": started.isoformat(), "command": command, "environment": env_start, "results": results},
-                  f, indent=1, sort_keys=True, default=str)
-        f.write("\n")
-    return 0 if all(r["ok"] for r in results) else 1
+    return write_side_results(args.results, "batches", started, command, sizes, env_start, text, results)
 
 
 if __name__ == "__main__":

@@ -537,14 +537,7 @@ class NftTable(object):
         candidate has exactly the candidate's canonical form, whatever the nft version.  If the listing
         cannot be reloaded in a scratch namespace (a table changed by hand, say with ``iif``), the
         listing itself is used, with a warning."""
-        listing = self.listed_table()
-        if listing is None:
-            return None
-        try:
-            return self.fixed_point(listing, "the running table inet hostfw")[0]
-        except NftTableError as exc:
-            self.module.warn("hostfw: the running table inet hostfw is compared as listed: %s" % exc.msg)
-            return listing
+        return self.current_listing_expecting()
 
     def current_listing_expecting(self, *expected):
         """``current_listing()``, without the scratch-namespace reloads when the running table as listed already

@@ -116,28 +116,12 @@ class DataplaneWorld:
         self.lab.add_node(OUTSIDE, self.outside_ips, ifname=IFACE)
         for name, (host, ips, ifname, dummy) in sorted(self.pods.items()):
             self.lab.add_workload(name, host, ips, host_ifname=ifname)
-        self._static_neighbours()
+        self.lab.static_neighbours()  # Calico (and hostfw) opens no ICMPv6 ND on a default-deny endpoint
         for host in self.hosts:
             text = tables[host] if tables is not None else self.comp.ruleset(host)
             rc, err = self.lab.node(host).load_nft(text)
             if rc != 0:
                 raise AssertionError("nft -f of %s's table failed: %s" % (host, err))
-
-    def _static_neighbours(self) -> None:
-        """Permanent IPv6 neighbour entries: Calico (and so hostfw) does not open ICMPv6
-        neighbour discovery on a default-deny host endpoint; the test is about policy, not ND."""
-        macs = {}
-        nodes = {n: node for n, node in self.lab.nodes.items() if not isinstance(node, netlab.Workload)}
-        for name, node in nodes.items():
-            out = node.exec(["ip", "-j", "link", "show", IFACE]).stdout
-            macs[name] = json.loads(out)[0]["address"]
-        for name, node in nodes.items():
-            for other, onode in nodes.items():
-                if other == name:
-                    continue
-                for ip in onode.ipv6:
-                    node.exec(["ip", "-6", "neigh", "replace", ip, "lladdr", macs[other], "dev", IFACE,
-                               "nud", "permanent"])
 
     # -- flows ----------------------------------------------------------------------------------
 
